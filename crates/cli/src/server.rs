@@ -1,0 +1,90 @@
+//! `runtools server`: runs the control plane until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use runtools_server::config::{LoadedConfigFile, ServerSection};
+use runtools_server::{Server, ServerConfig, ServerOverrides};
+
+use crate::GlobalArgs;
+
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// Address to listen on [default: 127.0.0.1:7070].
+    #[arg(long, env = "RUNTOOLS_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// A `postgres://` URL; without it the server uses an embedded SQLite file in the data dir.
+    #[arg(long, env = "RUNTOOLS_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Seconds to let in-flight requests finish after SIGINT/SIGTERM [default: 30].
+    #[arg(long, env = "RUNTOOLS_SHUTDOWN_TIMEOUT_SECS")]
+    shutdown_timeout_secs: Option<u64>,
+}
+
+pub async fn run(global: &GlobalArgs, args: ServerArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let file = LoadedConfigFile::discover(global.config.as_deref())?;
+    let overrides = ServerOverrides(ServerSection {
+        listen: args.listen.map(|addr| addr.to_string()),
+        data_dir: global.data_dir.clone(),
+        database_url: args.database_url,
+        // Only from the environment or the file: a flag would show the key in `ps`.
+        secrets_key: std::env::var("RUNTOOLS_SECRETS_KEY").ok(),
+        shutdown_timeout_secs: args.shutdown_timeout_secs,
+        max_body_bytes: None,
+    });
+    let config = ServerConfig::resolve(file.as_ref(), overrides)?;
+    tracing::debug!(?config, "configuration");
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    let location = config.store_location();
+    let server = Server::open(config).await?;
+    if let Some(key) = server.new_admin_key() {
+        print_admin_key(&key.secret, &key.path);
+    }
+    println!(
+        "RunTools server listening on http://{address} (store: {location:?}), ready in {} ms",
+        started.elapsed().as_millis()
+    );
+    server.serve(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+fn print_admin_key(secret: &str, path: &PathBuf) {
+    println!(
+        "Created the workspace admin key. It is shown only this once and saved to {} (mode 0600):",
+        path.display()
+    );
+    println!();
+    println!("    {secret}");
+    println!();
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C will stop the server");
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutdown signal received");
+}

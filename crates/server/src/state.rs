@@ -1,0 +1,51 @@
+//! The state every handler shares: the store, the node's metrics and its shutdown flag. Nothing
+//! here is authoritative data — that lives in the store — so any number of nodes can serve the
+//! same database.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use runtools_store::Store;
+
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+
+/// Cheap to clone; all clones share one inner value.
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    config: ServerConfig,
+    metrics: Metrics,
+    shutting_down: AtomicBool,
+}
+
+impl AppState {
+    pub fn new(store: Store, config: ServerConfig) -> Self {
+        let metrics = Metrics::new(store.engine().as_str());
+        Self(Arc::new(Inner { store, config, metrics, shutting_down: AtomicBool::new(false) }))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.0.config
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    /// Marks the node as draining: `/readyz` answers 503 so load balancers stop sending work.
+    pub fn begin_shutdown(&self) {
+        self.0.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.0.shutting_down.load(Ordering::SeqCst)
+    }
+}
