@@ -2,9 +2,11 @@
 //! (`ApiJson`), path parameters (`ApiPath`) and query strings (`ApiQuery`). Handlers use these
 //! instead of axum's own, whose rejections are plain text.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Json, Path, Query, Request};
+use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use runtools_protocol::ErrorCode;
 use serde::de::DeserializeOwned;
@@ -24,34 +26,55 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        if !has_json_content_type(request.headers()) {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "send the request body as JSON with `Content-Type: application/json`",
+            ));
         }
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(ErrorCode::PayloadTooLarge, "the request body is larger than this route accepts")
+            } else {
+                ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("cannot read the request body: {}", rejection.body_text()),
+                )
+            }
+        })?;
+        parse_json(&bytes).map(Self)
     }
 }
 
-fn json_rejection(rejection: JsonRejection) -> ApiError {
-    match rejection {
-        JsonRejection::JsonSyntaxError(error) => ApiError::new(
-            ErrorCode::InvalidJson,
-            format!("the request body is not valid JSON: {}", source_text(&error)),
-        ),
-        JsonRejection::JsonDataError(error) => ApiError::new(
-            ErrorCode::InvalidBody,
-            format!("the request body does not match the expected shape: {}", source_text(&error)),
-        ),
-        JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            ErrorCode::UnsupportedMediaType,
-            "send the request body as JSON with `Content-Type: application/json`",
-        ),
-        JsonRejection::BytesRejection(error) if error.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(ErrorCode::PayloadTooLarge, "the request body is larger than this route accepts")
+/// Parses a body, telling "not JSON at all" (`invalid_json`) from "JSON of the wrong shape"
+/// (`invalid_body`, with the path of the offending field).
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() {
+            ApiError::new(ErrorCode::InvalidJson, format!("the request body is not valid JSON: {}", error.inner()))
+        } else {
+            let at = match error.path().to_string().as_str() {
+                "." | "" => String::new(),
+                path => format!(" (at `{path}`)"),
+            };
+            ApiError::new(
+                ErrorCode::InvalidBody,
+                format!("the request body does not match the expected shape: {}{at}", error.inner()),
+            )
         }
-        other => {
-            ApiError::new(ErrorCode::InvalidRequest, format!("cannot read the request body: {}", other.body_text()))
-        }
-    }
+    })?;
+    deserializer.end().map_err(|error| {
+        ApiError::new(ErrorCode::InvalidJson, format!("the request body is not valid JSON: {error}"))
+    })?;
+    Ok(value)
+}
+
+fn has_json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE).and_then(|value| value.to_str().ok()) else { return false };
+    let mime = value.split(';').next().unwrap_or_default().trim();
+    mime.eq_ignore_ascii_case("application/json")
+        || mime.rsplit_once('+').is_some_and(|(_, suffix)| suffix.eq_ignore_ascii_case("json"))
 }
 
 /// The innermost cause of an extractor error: serde's own message, which names the field, the

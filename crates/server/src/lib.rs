@@ -13,6 +13,7 @@ pub mod config;
 mod context;
 pub mod error;
 pub mod extract;
+mod listener;
 pub mod metrics;
 mod pagination;
 mod routes;
@@ -92,8 +93,6 @@ pub enum ServeError {
     Open(#[from] OpenError),
     #[error("cannot initialise the workspace: {0}")]
     Bootstrap(#[from] BootstrapError),
-    #[error("the HTTP server failed: {0}")]
-    Http(#[source] std::io::Error),
 }
 
 impl Server {
@@ -146,27 +145,13 @@ impl Server {
             draining_state.begin_shutdown();
             let _ = stop_tx.send(true);
         });
-        let mut graceful_rx = stop_rx.clone();
-        let server = axum::serve(listener, app(state.clone()))
-            .with_graceful_shutdown(async move {
-                let _ = graceful_rx.wait_for(|stop| *stop).await;
-                tracing::info!("shutting down: no new connections, finishing in-flight requests");
-            })
-            .into_future();
-        let mut deadline_rx = stop_rx;
-        let result = tokio::select! {
-            result = server => result.map_err(ServeError::Http),
-            _ = async move {
-                let _ = deadline_rx.wait_for(|stop| *stop).await;
-                tokio::time::sleep(deadline).await;
-            } => {
-                tracing::warn!(?deadline, "shutdown deadline passed; dropping the requests still in flight");
-                Ok(())
-            }
-        };
+        let drained = listener::serve_connections(listener, app(state.clone()), stop_rx, deadline).await;
+        if let listener::Drained::Aborted(connections) = drained {
+            tracing::warn!(?deadline, connections, "shutdown deadline passed; cut off the requests still in flight");
+        }
         state.store().close().await;
         tracing::info!("server stopped");
-        result
+        Ok(())
     }
 }
 
