@@ -1,7 +1,7 @@
 //! `runtools server`: runs the control plane until SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -54,7 +54,7 @@ pub async fn run(global: &GlobalArgs, args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_admin_key(secret: &str, path: &PathBuf) {
+fn print_admin_key(secret: &str, path: &Path) {
     println!(
         "Created the workspace admin key. It is shown only this once and saved to {} (mode 0600):",
         path.display()

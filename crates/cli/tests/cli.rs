@@ -1,5 +1,7 @@
 //! The `runtools` binary end to end: a real server process, real signals, real client commands.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed step should panic with its location
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};

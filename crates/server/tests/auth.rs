@@ -1,5 +1,7 @@
 //! Authentication and environment isolation through the real HTTP API, on both engines.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failed step should panic with its location
+
 use runtools_protocol::{EnvironmentKind, ErrorBody, ErrorCode, SecretName};
 use runtools_test_support::reqwest::{self, StatusCode};
 use runtools_test_support::{TestDatabase, TestServer, on_both_engines};

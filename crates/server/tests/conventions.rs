@@ -1,4 +1,6 @@
 //! API conventions every route follows: JSON errors with stable codes and the request id, 4xx for
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failed step should panic with its location
 //! every client mistake, never a 500 for bad input.
 
 use runtools_protocol::{ErrorBody, ErrorCode};

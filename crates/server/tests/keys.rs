@@ -1,5 +1,7 @@
 //! Key management through the HTTP API.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failed step should panic with its location
+
 use runtools_protocol::{ApiKeyKind, EnvironmentKind, ErrorCode, ListParams};
 use runtools_test_support::TestServer;
 

@@ -1,4 +1,6 @@
 //! The OpenAPI document, generated from the handlers, kept as a snapshot so every API change shows
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failed step should panic with its location
 //! up in review. Update with `cargo insta review` (or `INSTA_UPDATE=always cargo test`).
 
 use runtools_test_support::TestServer;

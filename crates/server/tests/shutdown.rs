@@ -1,5 +1,7 @@
 //! Graceful shutdown: stop accepting, finish what is in flight, close the store.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failed step should panic with its location
+
 use std::time::Duration;
 
 use runtools_protocol::{ApiKeyKind, CreatedApiKey};

@@ -1,5 +1,7 @@
 //! The store's behaviour, run on both engines (`sqlite::…` and `postgres::…` in the test output).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failed step should panic with its location
+
 use runtools_protocol::{ApiKeyKind, EnvironmentKind, SecretName};
 use runtools_store::{AuthError, BootstrapError, Bootstrapped, SecretsKey, Store, StoreLocation};
 use runtools_test_support::{TestDatabase, on_both_engines};
