@@ -17,6 +17,16 @@ pub enum IdParseError {
     Malformed { kind: &'static str, prefix: &'static str, value: String },
 }
 
+/// The next ULID of this process. Within one millisecond a plain ULID's random part would put ids
+/// in random order; the monotonic generator increments it instead, so ids minted by one node sort
+/// in the order they were minted (across nodes they still sort by millisecond).
+fn next_ulid() -> ulid::Ulid {
+    static GENERATOR: std::sync::Mutex<ulid::Generator> = std::sync::Mutex::new(ulid::Generator::new());
+    let mut generator = GENERATOR.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Overflow needs 2^80 ids in one millisecond; a fresh random ULID is still unique then.
+    generator.generate().unwrap_or_else(|_| ulid::Ulid::new())
+}
+
 macro_rules! define_id {
     ($(#[$meta:meta])* $name:ident, $prefix:literal, $kind:literal) => {
         $(#[$meta])*
@@ -29,7 +39,7 @@ macro_rules! define_id {
 
             /// Mints a fresh id (time-ordered, globally unique).
             pub fn new() -> Self {
-                Self(ulid::Ulid::new())
+                Self(next_ulid())
             }
 
             /// The underlying ULID.
@@ -63,12 +73,17 @@ macro_rules! define_id {
                 let Some(rest) = value.strip_prefix($prefix) else {
                     return Err(IdParseError::WrongPrefix { kind: $kind, prefix: $prefix, value: value.to_owned() });
                 };
+                let malformed = || IdParseError::Malformed { kind: $kind, prefix: $prefix, value: value.to_owned() };
                 if rest.len() != 26 {
-                    return Err(IdParseError::Malformed { kind: $kind, prefix: $prefix, value: value.to_owned() });
+                    return Err(malformed());
                 }
-                ulid::Ulid::from_string(rest)
-                    .map(Self)
-                    .map_err(|_| IdParseError::Malformed { kind: $kind, prefix: $prefix, value: value.to_owned() })
+                let ulid = ulid::Ulid::from_string(rest).map_err(|_| malformed())?;
+                // Only the canonical spelling is an id: this refuses values beyond 128 bits (which
+                // the decoder would wrap) and alternative spellings of the same bits.
+                if !ulid.to_string().eq_ignore_ascii_case(rest) {
+                    return Err(malformed());
+                }
+                Ok(Self(ulid))
             }
         }
 
@@ -167,12 +182,19 @@ mod tests {
     }
 
     #[test]
-    fn ids_sort_by_creation_time() {
-        let first = KeyId::new();
-        std::thread::sleep(std::time::Duration::from_millis(2));
-        let second = KeyId::new();
-        assert!(first < second);
-        assert!(first.to_string() < second.to_string());
+    fn ids_sort_by_creation_time_even_within_a_millisecond() {
+        let ids: Vec<KeyId> = (0..1000).map(|_| KeyId::new()).collect();
+        for pair in ids.windows(2) {
+            assert!(pair[0] < pair[1]);
+            assert!(pair[0].to_string() < pair[1].to_string());
+        }
+    }
+
+    #[test]
+    fn values_beyond_128_bits_and_alias_spellings_are_refused() {
+        assert!("key_80000000000000000000000000".parse::<KeyId>().is_err(), "would wrap to key_0…");
+        assert!("key_0000000000000000000000000i".parse::<KeyId>().is_err(), "`i` is an alias of `1`");
+        assert!("key_7zzzzzzzzzzzzzzzzzzzzzzzzz".parse::<KeyId>().is_ok(), "the largest ULID");
     }
 
     #[test]

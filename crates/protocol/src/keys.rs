@@ -57,6 +57,14 @@ impl ApiKeyKind {
 
     /// Checks a presented secret's shape and returns its kind. Says nothing about whether the key
     /// exists; that needs the store.
+    ///
+    /// ```
+    /// use runtools_protocol::{ApiKeyKind, EnvironmentKind};
+    ///
+    /// let kind = ApiKeyKind::of_secret("pk_test_3mJr7AoUXx2Wqd8KpHvT9sLbNc4EfGh").unwrap();
+    /// assert_eq!(kind.environment(), Some(EnvironmentKind::Development));
+    /// assert!(ApiKeyKind::of_secret("sk_test_nope").is_err());
+    /// ```
     pub fn of_secret(secret: &str) -> Result<Self, KeySecretError> {
         let kind = [Self::Admin, Self::Development, Self::Production]
             .into_iter()

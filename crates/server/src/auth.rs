@@ -24,13 +24,13 @@ impl Caller {
     }
 
     pub fn workspace_id(&self) -> WorkspaceId {
-        self.0.workspace_id
+        self.0.workspace_id()
     }
 
     /// The workspace, for routes only the admin key may use.
     pub fn require_admin(&self) -> Result<WorkspaceId, ApiError> {
         match self.0.kind() {
-            ApiKeyKind::Admin => Ok(self.0.workspace_id),
+            ApiKeyKind::Admin => Ok(self.0.workspace_id()),
             kind => Err(ApiError::new(
                 ErrorCode::PermissionDenied,
                 format!(

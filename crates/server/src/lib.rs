@@ -156,6 +156,21 @@ impl Server {
 }
 
 /// Opens the server described by `config` and serves on `listener` until `shutdown` resolves.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use runtools_server::{ServerConfig, serve};
+///
+/// let config = ServerConfig::ephemeral("/tmp/runtools-example");
+/// let listener = tokio::net::TcpListener::bind(config.listen).await?;
+/// println!("listening on {}", listener.local_addr()?);
+/// serve(listener, config, async {
+///     let _ = tokio::signal::ctrl_c().await;
+/// })
+/// .await?;
+/// # Ok(())
+/// # }
+/// ```
 pub async fn serve(
     listener: TcpListener,
     config: ServerConfig,

@@ -1,7 +1,7 @@
 //! API keys at rest: creation (the secret leaves the store exactly once), authentication by hash,
 //! listing, and revocation.
 
-use runtools_protocol::{ApiKey, ApiKeyKind, EnvironmentId, KeyId, WorkspaceId};
+use runtools_protocol::{ApiKey, ApiKeyKind, Environment, EnvironmentId, KeyId, Workspace, WorkspaceId};
 use sqlx::FromRow;
 use subtle::ConstantTimeEq;
 
@@ -14,11 +14,14 @@ use crate::{AuthError, Store, StoreError, on_db};
 /// read on the hot path while still answering "is this key in use?".
 const LAST_USED_RESOLUTION_MS: i64 = 60_000;
 
-/// A key that presented a valid secret.
+/// A key that presented a valid secret, with the workspace and environment it acts in — all that
+/// a request needs to know about its caller, read in one query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthenticatedKey {
     pub key: ApiKey,
-    pub workspace_id: WorkspaceId,
+    pub workspace: Workspace,
+    /// The environment the key acts in (`None` for admin keys).
+    pub environment: Option<Environment>,
 }
 
 impl AuthenticatedKey {
@@ -26,9 +29,57 @@ impl AuthenticatedKey {
         self.key.kind
     }
 
+    pub fn workspace_id(&self) -> WorkspaceId {
+        self.workspace.id
+    }
+
     /// The environment this key acts in (`None` for admin keys).
     pub fn environment_id(&self) -> Option<EnvironmentId> {
-        self.key.environment_id
+        self.environment.as_ref().map(|environment| environment.id)
+    }
+}
+
+/// One row of the authentication query: the key joined with its workspace and environment.
+#[derive(FromRow)]
+struct AuthRow {
+    #[sqlx(flatten)]
+    key: KeyRow,
+    workspace_name: String,
+    workspace_created_at: i64,
+    environment_kind: Option<String>,
+    environment_name: Option<String>,
+    environment_created_at: Option<i64>,
+}
+
+const AUTH_QUERY: &str = "SELECT k.id, k.workspace_id, k.environment_id, k.kind, k.name, k.secret_hash, k.last4, \
+     k.created_at, k.last_used_at, k.revoked_at, \
+     w.name AS workspace_name, w.created_at AS workspace_created_at, \
+     e.kind AS environment_kind, e.name AS environment_name, e.created_at AS environment_created_at \
+     FROM api_keys k JOIN workspaces w ON w.id = k.workspace_id LEFT JOIN environments e ON e.id = k.environment_id \
+     WHERE k.secret_hash = $1";
+
+impl AuthRow {
+    fn into_authenticated(self) -> Result<AuthenticatedKey, StoreError> {
+        let workspace = Workspace {
+            id: self.key.workspace_id.parse().map_err(|e| StoreError::corrupt("workspace id", e))?,
+            name: self.workspace_name,
+            created_at: from_millis(self.workspace_created_at)?,
+        };
+        let environment =
+            match (&self.key.environment_id, self.environment_kind, self.environment_name, self.environment_created_at)
+            {
+                (None, ..) => None,
+                (Some(id), Some(kind), Some(name), Some(created_at)) => Some(Environment {
+                    id: id.parse().map_err(|e| StoreError::corrupt("environment id", e))?,
+                    kind: kind.parse().map_err(|e| StoreError::corrupt("environment kind", e))?,
+                    name,
+                    created_at: from_millis(created_at)?,
+                }),
+                (Some(id), ..) => {
+                    return Err(StoreError::corrupt("API key", format!("its environment {id} does not exist")));
+                }
+            };
+        Ok(AuthenticatedKey { key: self.key.into_api_key()?, workspace, environment })
     }
 }
 
@@ -57,11 +108,6 @@ impl KeyRow {
             "production" => Ok(ApiKeyKind::Production),
             other => Err(StoreError::corrupt("API key kind", other)),
         }
-    }
-
-    fn into_authenticated(self) -> Result<AuthenticatedKey, StoreError> {
-        let workspace_id = self.workspace_id.parse().map_err(|e| StoreError::corrupt("workspace id", e))?;
-        Ok(AuthenticatedKey { key: self.into_api_key()?, workspace_id })
     }
 
     fn into_api_key(self) -> Result<ApiKey, StoreError> {
@@ -123,20 +169,19 @@ impl Store {
     /// hash is compared again in constant time, so timing reveals nothing about other keys.
     pub async fn authenticate(&self, secret: &str) -> Result<AuthenticatedKey, AuthError> {
         let hash = hash_key_secret(secret);
-        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE secret_hash = $1");
-        let row: Option<KeyRow> = on_db!(self, pool => {
-            sqlx::query_as(&sql).bind(hash.as_slice()).fetch_optional(pool).await
+        let row: Option<AuthRow> = on_db!(self, pool => {
+            sqlx::query_as(AUTH_QUERY).bind(hash.as_slice()).fetch_optional(pool).await
         })
         .map_err(StoreError::query("look up API key"))?;
         let row = row.ok_or(AuthError::Unknown)?;
-        if !bool::from(row.secret_hash.as_slice().ct_eq(hash.as_slice())) {
+        if !bool::from(row.key.secret_hash.as_slice().ct_eq(hash.as_slice())) {
             return Err(AuthError::Unknown);
         }
-        if row.revoked_at.is_some() {
+        if row.key.revoked_at.is_some() {
             return Err(AuthError::Revoked);
         }
         let now = now_millis();
-        let stale = row.last_used_at.is_none_or(|last| now - last >= LAST_USED_RESOLUTION_MS);
+        let stale = row.key.last_used_at.is_none_or(|last| now - last >= LAST_USED_RESOLUTION_MS);
         let mut key = row.into_authenticated()?;
         if stale {
             self.touch_key(key.key.id, now).await?;

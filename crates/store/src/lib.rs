@@ -161,6 +161,9 @@ async fn open_sqlite(path: &Path) -> Result<SqlitePool, OpenError> {
         .busy_timeout(Duration::from_secs(5))
         .foreign_keys(true);
     SqlitePoolOptions::new()
+        // A local file does not go stale: skipping the per-checkout ping saves a round trip to
+        // the connection's worker thread on every query.
+        .test_before_acquire(false)
         .max_connections(8)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(5))

@@ -19,16 +19,9 @@ use crate::state::AppState;
         (status = "4XX", description = "See `error.code`", body = ErrorBody),
     )
 )]
-pub(super) async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Whoami>, ApiError> {
-    let store = state.store();
-    let workspace = store.workspace().await?.ok_or_else(|| ApiError::internal("no workspace"))?;
-    let environment = match caller.0.environment_id() {
-        Some(id) => {
-            Some(store.environment(id).await?.ok_or_else(|| ApiError::internal(format!("environment {id} missing")))?)
-        }
-        None => None,
-    };
-    Ok(Json(Whoami { workspace, environment, key: caller.0.key }))
+pub(super) async fn me(caller: Caller) -> Json<Whoami> {
+    let Caller(authenticated) = caller;
+    Json(Whoami { workspace: authenticated.workspace, environment: authenticated.environment, key: authenticated.key })
 }
 
 /// The environments this key can see: both for the admin key, its own for an environment key.
