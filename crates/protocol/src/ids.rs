@@ -146,6 +146,14 @@ define_id!(
     SecretId, "sec_", "secret"
 );
 define_id!(
+    /// Identifies a sandbox.
+    SandboxId, "sbx_", "sandbox"
+);
+define_id!(
+    /// Identifies a persistent volume.
+    VolumeId, "vol_", "volume"
+);
+define_id!(
     /// Identifies one HTTP request; it is returned in `x-request-id` and in every error body, and is
     /// attached to every log line the request produces.
     RequestId, "req_", "request"

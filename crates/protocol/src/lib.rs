@@ -5,18 +5,22 @@
 //! This crate is deliberately free of runtime dependencies (no tokio, axum or sqlx): only serde for
 //! the wire format, `schemars` for JSON Schema and `utoipa` for OpenAPI descriptions.
 
+pub mod envd;
 pub mod error;
 pub mod event;
 pub mod health;
 pub mod ids;
 pub mod keys;
 pub mod pagination;
+pub mod sandbox;
 pub mod secrets;
 pub mod workspace;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use event::EventEnvelope;
-pub use ids::{EnvironmentId, EventId, IdParseError, KeyId, RequestId, RunId, SecretId, WorkspaceId};
+pub use ids::{
+    EnvironmentId, EventId, IdParseError, KeyId, RequestId, RunId, SandboxId, SecretId, VolumeId, WorkspaceId,
+};
 pub use keys::{ApiKey, ApiKeyKind, CreateApiKeyRequest, CreatedApiKey, KeySecretError, Whoami};
 pub use pagination::{ListParams, Page};
 pub use secrets::{PutSecretRequest, Secret, SecretName};

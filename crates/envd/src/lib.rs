@@ -1,0 +1,1 @@
+//! envd library: placeholder until the envd helper lands it.

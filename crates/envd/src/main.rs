@@ -1,0 +1,2 @@
+//! envd binary: placeholder.
+fn main() {}

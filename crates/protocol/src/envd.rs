@@ -1,0 +1,373 @@
+//! The wire protocol between the host and `envd`, the agent that runs as PID 1 inside every
+//! sandbox. One byte-stream connection (a Unix socket for the namespace backend; a virtio-serial
+//! port or vsock for VM backends) carries many concurrent *streams*, each one operation: an exec, a
+//! file read, a directory watch…
+//!
+//! ## Framing
+//!
+//! Every frame is `len: u32 BE | stream: u32 BE | kind: u8 | payload`, where `len` counts the bytes
+//! after itself (so `len >= 5`) and never exceeds [`MAX_FRAME_LEN`]. Stream ids are chosen by the
+//! client and must be unique among its open streams; id 0 is reserved.
+//!
+//! ## A stream's life
+//!
+//! 1. The client sends [`FrameKind::Open`] with a JSON [`Request`].
+//! 2. Depending on the operation it may send [`FrameKind::Data`] (stdin bytes, file contents),
+//!    [`FrameKind::Eof`] (no more input) and [`FrameKind::Control`] (a JSON [`Control`]: signal,
+//!    PTY resize, cancel).
+//! 3. envd answers with [`FrameKind::Reply`] (a JSON [`Reply`]), [`FrameKind::Stdout`] /
+//!    [`FrameKind::Stderr`] (raw bytes; file reads use `Stdout`), and finally exactly one
+//!    [`FrameKind::Close`]. After `Close` the id may be reused.
+//!
+//! A failed operation answers `Reply::Error` then `Close`. A malformed frame closes the whole
+//! connection (envd keeps running and accepts a new one); background processes survive it.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Version of this protocol; `Reply::Pong` reports envd's.
+pub const ENVD_PROTOCOL_VERSION: u32 = 1;
+/// Largest `len` a frame may declare (1 MiB + header).
+pub const MAX_FRAME_LEN: u32 = 1024 * 1024 + 5;
+/// Largest payload a sender should put in one data frame.
+pub const MAX_DATA_CHUNK: usize = 256 * 1024;
+
+/// What a frame carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum FrameKind {
+    /// client → envd: opens a stream; payload is a JSON [`Request`].
+    Open = 1,
+    /// client → envd: input bytes (stdin, file contents being written).
+    Data = 2,
+    /// client → envd: no more input on this stream (closes stdin, ends a file upload).
+    Eof = 3,
+    /// client → envd: a JSON [`Control`].
+    Control = 4,
+    /// envd → client: a JSON [`Reply`].
+    Reply = 5,
+    /// envd → client: stdout bytes, or file contents being read.
+    Stdout = 6,
+    /// envd → client: stderr bytes.
+    Stderr = 7,
+    /// envd → client: the stream is finished; nothing more will be sent on it.
+    Close = 8,
+}
+
+impl FrameKind {
+    pub fn from_u8(byte: u8) -> Option<Self> {
+        Some(match byte {
+            1 => Self::Open,
+            2 => Self::Data,
+            3 => Self::Eof,
+            4 => Self::Control,
+            5 => Self::Reply,
+            6 => Self::Stdout,
+            7 => Self::Stderr,
+            8 => Self::Close,
+            _ => return None,
+        })
+    }
+}
+
+/// Opens a stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Liveness and version check → `Pong`, `Close`.
+    Ping,
+    /// Starts a process → `Started`, output frames, `Exited`, `Close`. With `background`, the
+    /// process outlives the stream: closing the stream (or the connection) detaches instead of
+    /// killing it, and its output is kept in a bounded buffer for `attach`.
+    Exec(ExecSpec),
+    /// Re-attaches to a process started earlier, by id or tag → `Started`, the buffered output
+    /// then live output, `Exited`, `Close`.
+    Attach(AttachSpec),
+    /// → `Processes`, `Close`.
+    ListProcesses,
+    /// Sends a signal to a process → `Ok`, `Close`.
+    Signal { process_id: u64, signal: i32 },
+    /// → `Stat`, `Close`.
+    Stat { path: String },
+    /// → `Entries`, `Close`. `depth` 1 lists the directory itself (default).
+    List {
+        path: String,
+        #[serde(default)]
+        depth: Option<u32>,
+    },
+    /// → `Stat`, `Stdout` chunks, `Close`.
+    Read {
+        path: String,
+        #[serde(default)]
+        offset: Option<u64>,
+        #[serde(default)]
+        length: Option<u64>,
+    },
+    /// Client sends `Data` chunks then `Eof` → `Written`, `Close`. The file is written to a temp
+    /// file beside it and renamed into place at `Eof`, so readers never see half a file.
+    Write {
+        path: String,
+        #[serde(default)]
+        mode: Option<u32>,
+        /// Create missing parent directories.
+        #[serde(default)]
+        create_parents: bool,
+        /// Append instead of replacing (written in place, not atomically).
+        #[serde(default)]
+        append: bool,
+    },
+    /// → `Ok`, `Close`.
+    Mkdir {
+        path: String,
+        #[serde(default)]
+        parents: bool,
+        #[serde(default)]
+        mode: Option<u32>,
+    },
+    /// → `Ok`, `Close`.
+    Move { from: String, to: String },
+    /// → `Ok`, `Close`.
+    Remove {
+        path: String,
+        #[serde(default)]
+        recursive: bool,
+    },
+    /// → `Watching`, then a `WatchEvent` per change until the client sends `Control::Cancel`.
+    Watch {
+        path: String,
+        #[serde(default)]
+        recursive: bool,
+    },
+}
+
+/// How to start a process.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecSpec {
+    /// Program and arguments, run directly. Exactly one of `argv` and `cmd` is set.
+    #[serde(default)]
+    pub argv: Option<Vec<String>>,
+    /// A shell command line, run with `/bin/sh -c`.
+    #[serde(default)]
+    pub cmd: Option<String>,
+    /// Extra environment variables (on top of envd's base environment).
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Working directory (default `/`; the user's home when `user` is set and this is not).
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// User name or numeric uid to run as (looked up in the sandbox's `/etc/passwd`).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Run on a pseudo-terminal of this size (stdout carries the terminal output; no stderr).
+    #[serde(default)]
+    pub pty: Option<PtySize>,
+    /// Kill the process (SIGKILL to its process group) after this many milliseconds.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Keep running after the stream closes; see [`Request::Exec`].
+    #[serde(default)]
+    pub background: bool,
+    /// A name to find the process by later (unique among running processes).
+    #[serde(default)]
+    pub tag: Option<String>,
+}
+
+/// A terminal size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PtySize {
+    pub cols: u16,
+    pub rows: u16,
+}
+
+/// Which process to re-attach to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttachSpec {
+    #[serde(default)]
+    pub process_id: Option<u64>,
+    #[serde(default)]
+    pub tag: Option<String>,
+}
+
+/// Mid-stream instructions from the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "control", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Control {
+    /// Send a signal to the stream's process (group).
+    Signal { signal: i32 },
+    /// Resize the stream's PTY.
+    Resize { cols: u16, rows: u16 },
+    /// Stop the operation (a watch, a read); for an exec, detach (background) or kill (foreground).
+    Cancel,
+}
+
+/// Answers from envd.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "reply", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Reply {
+    Pong {
+        version: u32,
+        envd_version: String,
+        uptime_ms: u64,
+    },
+    /// The process started (or, for attach, was found).
+    Started {
+        process_id: u64,
+        pid: u32,
+    },
+    /// The process ended. `signal` is set when a signal killed it; `timed_out` when envd killed
+    /// it for exceeding `timeout_ms`.
+    Exited {
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+        timed_out: bool,
+    },
+    Processes {
+        processes: Vec<ProcessInfo>,
+    },
+    Stat {
+        entry: FileEntry,
+    },
+    Entries {
+        entries: Vec<FileEntry>,
+    },
+    Written {
+        bytes: u64,
+    },
+    Watching,
+    WatchEvent {
+        event: WatchEvent,
+    },
+    Ok,
+    Error {
+        error: EnvdError,
+    },
+}
+
+/// A process envd started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ProcessInfo {
+    pub process_id: u64,
+    pub pid: u32,
+    pub tag: Option<String>,
+    pub argv: Vec<String>,
+    pub background: bool,
+    /// `None` while running.
+    pub exit_code: Option<i32>,
+    pub running: bool,
+}
+
+/// What a path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FileType {
+    File,
+    Directory,
+    Symlink,
+    Other,
+}
+
+/// A file or directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FileEntry {
+    /// Absolute path inside the sandbox.
+    pub path: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub file_type: FileType,
+    pub size: u64,
+    /// Permission bits, e.g. `0o644`.
+    pub mode: u32,
+    /// Modification time, Unix milliseconds.
+    pub modified_ms: i64,
+    /// For symlinks, where they point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symlink_target: Option<String>,
+}
+
+/// A change under a watched directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct WatchEvent {
+    pub path: String,
+    pub kind: WatchEventKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WatchEventKind {
+    Create,
+    Modify,
+    Remove,
+    Rename,
+}
+
+/// Why an operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct EnvdError {
+    pub code: EnvdErrorCode,
+    pub message: String,
+}
+
+/// Stable envd error codes; the server maps them onto API error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EnvdErrorCode {
+    /// The request is malformed (both or neither of argv/cmd, bad control for the stream…).
+    InvalidRequest,
+    /// A path is relative, or escapes the sandbox root.
+    PathOutsideSandbox,
+    NotFound,
+    AlreadyExists,
+    PermissionDenied,
+    NotADirectory,
+    IsADirectory,
+    DirectoryNotEmpty,
+    /// The disk (or the sandbox's disk quota) is full.
+    NoSpace,
+    /// No such user in the sandbox's /etc/passwd.
+    UnknownUser,
+    /// The program could not be started (not found, not executable).
+    SpawnFailed,
+    /// The tag is already used by a running process.
+    TagInUse,
+    /// Anything else; the message has the OS error.
+    Io,
+    #[serde(other)]
+    Unknown,
+}
+
+impl std::fmt::Display for EnvdErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        f.write_str(&text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_tagged_by_op() {
+        let request = Request::Exec(ExecSpec { argv: Some(vec!["ls".into()]), ..Default::default() });
+        let json = serde_json::to_value(&request).unwrap();
+        assert_eq!(json["op"], "exec");
+        assert_eq!(json["argv"][0], "ls");
+        assert_eq!(serde_json::from_value::<Request>(json).unwrap(), request);
+        let read: Request = serde_json::from_str(r#"{"op":"read","path":"/etc/hostname"}"#).unwrap();
+        assert_eq!(read, Request::Read { path: "/etc/hostname".into(), offset: None, length: None });
+        assert!(serde_json::from_str::<Request>(r#"{"op":"stat","path":"/","bogus":1}"#).is_err());
+    }
+
+    #[test]
+    fn frame_kinds_round_trip() {
+        for byte in 0..=255u8 {
+            if let Some(kind) = FrameKind::from_u8(byte) {
+                assert_eq!(kind as u8, byte);
+            }
+        }
+        assert_eq!(FrameKind::from_u8(0), None);
+    }
+}
