@@ -8,6 +8,7 @@
 mod crypto;
 mod error;
 mod keys;
+mod sandboxes;
 mod secrets;
 mod time;
 mod workspace;
@@ -23,6 +24,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use crypto::{SecretsKey, SecretsKeyError};
 pub use error::{AuthError, BootstrapError, OpenError, StoreError};
 pub use keys::AuthenticatedKey;
+pub use sandboxes::{SandboxFilter, SandboxRecord, SandboxSettings};
 pub use workspace::Bootstrapped;
 
 /// Where the data lives.
