@@ -13,7 +13,7 @@ use crate::GlobalArgs;
 /// The data dir the global options, config file and defaults point at.
 pub fn data_dir(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
     let file = LoadedConfigFile::discover(global.config.as_deref())?;
-    let overrides = ServerOverrides(ServerSection { data_dir: global.data_dir.clone(), ..Default::default() });
+    let overrides = ServerOverrides::server(ServerSection { data_dir: global.data_dir.clone(), ..Default::default() });
     Ok(ServerConfig::resolve(file.as_ref(), overrides)?.data_dir)
 }
 

@@ -9,6 +9,7 @@
 mod connect;
 mod keys;
 mod output;
+mod sandbox;
 mod secrets;
 mod server;
 mod whoami;
@@ -59,6 +60,9 @@ enum Command {
     /// Create, list and revoke API keys (needs the admin key).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Create and use sandboxes (needs an environment key).
+    #[command(subcommand)]
+    Sandbox(sandbox::SandboxCommand),
     /// Manage an environment's secrets (needs an environment key).
     #[command(subcommand)]
     Secrets(secrets::SecretsCommand),
@@ -77,6 +81,7 @@ const KNOWN_ENV: &[&str] = &[
     "RUNTOOLS_DATABASE_URL",
     "RUNTOOLS_SECRETS_KEY",
     "RUNTOOLS_SHUTDOWN_TIMEOUT_SECS",
+    "RUNTOOLS_ENVD_BINARY",
 ];
 
 fn main() -> ExitCode {
@@ -108,6 +113,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server(args) => server::run(&cli.global, args).await,
         Command::Keys(command) => keys::run(&cli.global, command).await,
         Command::Secrets(command) => secrets::run(&cli.global, command).await,
+        Command::Sandbox(command) => sandbox::run(&cli.global, command).await,
         Command::Whoami => whoami::run(&cli.global).await,
     }
 }

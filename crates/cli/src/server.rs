@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
-use runtools_server::config::{LoadedConfigFile, ServerSection};
+use runtools_server::config::{LoadedConfigFile, SandboxSection, ServerSection};
 use runtools_server::{Server, ServerConfig, ServerOverrides};
 
 use crate::GlobalArgs;
@@ -21,20 +21,35 @@ pub struct ServerArgs {
     /// Seconds to let in-flight requests finish after SIGINT/SIGTERM [default: 30].
     #[arg(long, env = "RUNTOOLS_SHUTDOWN_TIMEOUT_SECS")]
     shutdown_timeout_secs: Option<u64>,
+    /// The static `envd` binary sandboxes run [default: next to `runtools`].
+    #[arg(long, env = "RUNTOOLS_ENVD_BINARY")]
+    envd_binary: Option<std::path::PathBuf>,
+    /// Do not run sandboxes on this node.
+    #[arg(long)]
+    no_sandboxes: bool,
 }
 
 pub async fn run(global: &GlobalArgs, args: ServerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let file = LoadedConfigFile::discover(global.config.as_deref())?;
-    let overrides = ServerOverrides(ServerSection {
-        listen: args.listen.map(|addr| addr.to_string()),
-        data_dir: global.data_dir.clone(),
-        database_url: args.database_url,
-        // Only from the environment or the file: a flag would show the key in `ps`.
-        secrets_key: std::env::var("RUNTOOLS_SECRETS_KEY").ok(),
-        shutdown_timeout_secs: args.shutdown_timeout_secs,
-        max_body_bytes: None,
-    });
+    let sandbox = SandboxSection {
+        enabled: args.no_sandboxes.then_some(false),
+        envd_binary: args.envd_binary,
+        node_name: None,
+        cgroup_parent: None,
+    };
+    let overrides = ServerOverrides(
+        ServerSection {
+            listen: args.listen.map(|addr| addr.to_string()),
+            data_dir: global.data_dir.clone(),
+            database_url: args.database_url,
+            // Only from the environment or the file: a flag would show the key in `ps`.
+            secrets_key: std::env::var("RUNTOOLS_SECRETS_KEY").ok(),
+            shutdown_timeout_secs: args.shutdown_timeout_secs,
+            max_body_bytes: None,
+        },
+        sandbox,
+    );
     let config = ServerConfig::resolve(file.as_ref(), overrides)?;
     tracing::debug!(?config, "configuration");
     let listener = tokio::net::TcpListener::bind(config.listen)

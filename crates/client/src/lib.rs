@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use runtools_protocol::health::{Health, Ready};
+use runtools_protocol::sandbox::{CreateSandboxRequest, ExecRequest, ExecResult, Sandbox, SetTimeoutRequest};
 use runtools_protocol::{
     ApiKey, CreateApiKeyRequest, CreatedApiKey, Environment, EnvironmentKind, ErrorBody, KeyId, ListParams, Page,
-    PutSecretRequest, Secret, SecretName, Whoami,
+    PutSecretRequest, SandboxId, Secret, SecretName, Whoami,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -200,6 +201,61 @@ impl Client {
             StatusCode::NO_CONTENT => Ok(()),
             status => Err(ClientError::UnexpectedResponse { status: status.as_u16(), text: String::new() }),
         }
+    }
+
+    /// `POST /v1/sandboxes`.
+    pub async fn create_sandbox(&self, request: &CreateSandboxRequest) -> Result<Sandbox, ClientError> {
+        self.with_body(Method::POST, "/v1/sandboxes", request).await
+    }
+
+    /// `GET /v1/sandboxes` with filters as query pairs (`state`, `template`, `metadata.<key>`).
+    pub async fn list_sandboxes(
+        &self,
+        params: &ListParams,
+        filters: &[(String, String)],
+    ) -> Result<Page<Sandbox>, ClientError> {
+        self.send(self.request(Method::GET, "/v1/sandboxes")?.query(params).query(filters)).await
+    }
+
+    /// `GET /v1/sandboxes/{id}`.
+    pub async fn sandbox(&self, id: SandboxId) -> Result<Sandbox, ClientError> {
+        self.get(&format!("/v1/sandboxes/{id}")).await
+    }
+
+    /// `DELETE /v1/sandboxes/{id}`.
+    pub async fn delete_sandbox(&self, id: SandboxId) -> Result<Sandbox, ClientError> {
+        self.send(self.request(Method::DELETE, &format!("/v1/sandboxes/{id}"))?).await
+    }
+
+    /// `POST /v1/sandboxes/{id}/pause`.
+    pub async fn pause_sandbox(&self, id: SandboxId) -> Result<Sandbox, ClientError> {
+        self.send(self.request(Method::POST, &format!("/v1/sandboxes/{id}/pause"))?).await
+    }
+
+    /// `POST /v1/sandboxes/{id}/resume`.
+    pub async fn resume_sandbox(&self, id: SandboxId) -> Result<Sandbox, ClientError> {
+        self.send(self.request(Method::POST, &format!("/v1/sandboxes/{id}/resume"))?).await
+    }
+
+    /// `POST /v1/sandboxes/{id}/timeout`.
+    pub async fn set_sandbox_timeout(&self, id: SandboxId, timeout_secs: u64) -> Result<Sandbox, ClientError> {
+        self.with_body(Method::POST, &format!("/v1/sandboxes/{id}/timeout"), &SetTimeoutRequest { timeout_secs }).await
+    }
+
+    /// `POST /v1/sandboxes/{id}/exec`.
+    pub async fn exec(&self, id: SandboxId, request: &ExecRequest) -> Result<ExecResult, ClientError> {
+        self.with_body(Method::POST, &format!("/v1/sandboxes/{id}/exec"), request).await
+    }
+
+    /// The WebSocket URL of a sandbox's streaming exec, and the key to send as a bearer token.
+    pub fn exec_stream_url(&self, id: SandboxId) -> Result<(String, Option<String>), ClientError> {
+        let mut url = self
+            .base
+            .join(&format!("/v1/sandboxes/{id}/exec/ws"))
+            .map_err(|_| ClientError::BadUrl(self.base.to_string()))?;
+        let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+        url.set_scheme(scheme).map_err(|()| ClientError::BadUrl(self.base.to_string()))?;
+        Ok((url.to_string(), self.api_key.clone()))
     }
 
     /// `GET /v1/openapi.json`.

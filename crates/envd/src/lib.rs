@@ -1,1 +1,15 @@
-//! envd library: placeholder until the envd helper lands it.
+//! RunTools envd: the agent that runs as PID 1 inside every sandbox, and the host-side client for
+//! it. Both speak [`runtools_protocol::envd`] over one byte stream carrying many concurrent streams.
+//!
+//! - [`frame`]: the frame format, shared by both sides.
+//! - [`client`] (re-exported here): [`EnvdClient`], what the server uses to exec and move files.
+//! - [`server`]: envd itself ([`server::Envd`], [`server::run`]); the `envd` binary is a thin
+//!   wrapper around it.
+
+pub mod client;
+pub mod frame;
+pub mod server;
+
+pub use client::{
+    ClientError, EnvdClient, ExecOutput, Exit, FileReader, Pong, Process, ProcessEvent, Watch, WriteOptions,
+};

@@ -89,7 +89,9 @@ pub enum Request {
     Signal { process_id: u64, signal: i32 },
     /// → `Stat`, `Close`.
     Stat { path: String },
-    /// → `Entries`, `Close`. `depth` 1 lists the directory itself (default).
+    /// → one or more `Entries` (a large listing is split so every reply fits in a frame; the
+    /// client concatenates them), `Close`. `depth` 1 lists the directory's own entries (default);
+    /// 2 adds its subdirectories' entries, and so on. Symlinks are listed, never followed.
     List {
         path: String,
         #[serde(default)]
@@ -198,7 +200,8 @@ pub enum Control {
     Signal { signal: i32 },
     /// Resize the stream's PTY.
     Resize { cols: u16, rows: u16 },
-    /// Stop the operation (a watch, a read); for an exec, detach (background) or kill (foreground).
+    /// Stop the operation (a watch, a read, a write: its temp file is removed); for an exec,
+    /// detach (background) or kill (foreground); for an attach, stop following (never kills).
     Cancel,
 }
 
@@ -253,13 +256,16 @@ pub struct ProcessInfo {
     pub tag: Option<String>,
     pub argv: Vec<String>,
     pub background: bool,
-    /// `None` while running.
+    /// `None` while running, and when a signal ended it.
     pub exit_code: Option<i32>,
+    /// The signal that ended it, if one did.
+    #[serde(default)]
+    pub signal: Option<i32>,
     pub running: bool,
 }
 
 /// What a path is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FileType {
     File,
@@ -269,7 +275,7 @@ pub enum FileType {
 }
 
 /// A file or directory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 pub struct FileEntry {
     /// Absolute path inside the sandbox.
     pub path: String,

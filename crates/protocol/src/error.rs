@@ -60,8 +60,10 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// The request conflicts with the resource's current state.
     Conflict,
-    /// The server is shutting down or its store is unreachable.
+    /// The server is shutting down, its store is unreachable, or a sandbox's agent does not answer.
     Unavailable,
+    /// A disk (e.g. a sandbox's writable layer) is full.
+    InsufficientStorage,
     /// Something failed on the server; the message is deliberately opaque, the logs have the detail.
     Internal,
     /// A code this client does not know yet.
@@ -87,6 +89,7 @@ impl ErrorCode {
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
             Self::Unavailable => 503,
+            Self::InsufficientStorage => 507,
             Self::Internal | Self::Unknown => 500,
         }
     }
@@ -111,6 +114,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict => "conflict",
             Self::Unavailable => "unavailable",
+            Self::InsufficientStorage => "insufficient_storage",
             Self::Internal => "internal",
             Self::Unknown => "unknown",
         }

@@ -180,8 +180,28 @@ pub struct Sandbox {
     pub timeout_at: Option<DateTime<Utc>>,
     pub volumes: Vec<VolumeMount>,
     pub metadata: BTreeMap<String, String>,
+    /// Opens the sandbox's port URLs (`http://<port>-<id>.localhost:7070/?token=…`) without an API key.
+    pub access_token: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// `POST /v1/sandboxes/{id}/files/mkdir`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MkdirRequest {
+    pub path: String,
+    /// Create missing parents too.
+    #[serde(default)]
+    pub parents: bool,
+}
+
+/// `POST /v1/sandboxes/{id}/files/move`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoveRequest {
+    pub from: String,
+    pub to: String,
 }
 
 /// `POST /v1/sandboxes/{id}/exec`: run a command to completion.
@@ -234,4 +254,86 @@ pub struct Volume {
     pub environment_id: EnvironmentId,
     pub name: String,
     pub created_at: DateTime<Utc>,
+}
+
+/// A client message on the streaming exec WebSocket (`GET /v1/sandboxes/{id}/exec/ws`), as a text
+/// frame. The first message is `start` or `attach`; afterwards binary frames carry stdin bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ExecStreamClientMessage {
+    /// Starts a process.
+    Start(ExecStreamStart),
+    /// Re-attaches to a background process by id or tag.
+    Attach {
+        #[serde(default)]
+        process_id: Option<u64>,
+        #[serde(default)]
+        tag: Option<String>,
+    },
+    /// Closes the process's stdin.
+    StdinEof,
+    Signal {
+        signal: i32,
+    },
+    /// Resizes the PTY.
+    Resize {
+        cols: u16,
+        rows: u16,
+    },
+    /// Leaves a background process running and closes the stream.
+    Detach,
+}
+
+/// How to start a streamed process.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecStreamStart {
+    #[serde(default)]
+    pub cmd: Option<String>,
+    #[serde(default)]
+    pub argv: Option<Vec<String>>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub cwd: Option<String>,
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Run on a terminal of this size.
+    #[serde(default)]
+    pub pty: Option<TerminalSize>,
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+    /// Keep running when the stream closes; re-attach later by id or tag.
+    #[serde(default)]
+    pub background: bool,
+    #[serde(default)]
+    pub tag: Option<String>,
+}
+
+/// A terminal size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, JsonSchema)]
+pub struct TerminalSize {
+    pub cols: u16,
+    pub rows: u16,
+}
+
+/// A server message on the streaming exec WebSocket, as a text frame. Output arrives as binary
+/// frames whose first byte is the channel: 1 = stdout, 2 = stderr.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ExecStreamServerMessage {
+    Started {
+        process_id: u64,
+        pid: u32,
+    },
+    Exited {
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+        timed_out: bool,
+    },
+    /// The stream ends after this.
+    Error {
+        code: crate::ErrorCode,
+        message: String,
+    },
 }

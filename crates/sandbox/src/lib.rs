@@ -5,10 +5,16 @@
 //!   everywhere), pause, resume, delete, list and recover after a server restart, and reach a TCP
 //!   port inside. The namespace backend implements it here; gVisor and microVM backends join later.
 //! - [`lifecycle`]: the state machine every backend shares.
+//! - [`namespace`]: [`NamespaceBackend`], sandboxes as Linux namespaces + cgroups + seccomp.
+//! - [`template`]: [`Templates`], directory rootfs templates and the built-in `base`.
+//! - [`bench`]: timing hooks (create-to-first-exec, exec round trip).
 //!
 //! This is the only crate allowed `unsafe`, and only where a syscall needs it.
 
+pub mod bench;
 pub mod lifecycle;
+pub mod namespace;
+pub mod template;
 
 use std::path::PathBuf;
 
@@ -17,6 +23,8 @@ use runtools_protocol::sandbox::{Isolation, NetworkMode};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use lifecycle::{IllegalTransition, LifecycleEvent, transition};
+pub use namespace::{NamespaceBackend, NamespaceConfig, NamespaceSetupError};
+pub use template::{Template, TemplateError, Templates};
 
 /// A byte stream to a sandbox's envd (speaking `runtools_protocol::envd`).
 pub trait EnvdStream: AsyncRead + AsyncWrite + Send + Unpin + std::fmt::Debug {}

@@ -76,6 +76,19 @@ pub(crate) async fn authenticate(
     Ok(next.run(request).await)
 }
 
+/// The caller when the request carries an `Authorization` header (which must then be valid), or
+/// `None` for requests authorised another way (a sandbox access token).
+pub(crate) async fn optional_caller(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<Option<Caller>, ApiError> {
+    if !headers.contains_key(AUTHORIZATION) {
+        return Ok(None);
+    }
+    let token = bearer_token(headers)?;
+    caller_of(state, &token).await.map(Some)
+}
+
 fn bearer_token(headers: &axum::http::HeaderMap) -> Result<String, ApiError> {
     let header = headers.get(AUTHORIZATION).ok_or_else(|| {
         ApiError::new(ErrorCode::MissingApiKey, "send your API key in an `Authorization: Bearer <key>` header")

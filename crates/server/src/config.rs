@@ -31,6 +31,36 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Sandboxes on this node.
+    pub sandbox: SandboxConfig,
+}
+
+/// The `[sandbox]` settings, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SandboxConfig {
+    /// Run sandboxes on this node (needs root for the namespace backend).
+    pub enabled: bool,
+    /// The static `envd` binary; found next to the `runtools` binary when unset.
+    pub envd_binary: Option<PathBuf>,
+    /// This node's name in the store (default: the host name).
+    pub node_name: Option<String>,
+    /// How often lifetimes are checked.
+    pub reaper_interval: Duration,
+    /// The cgroup every sandbox's cgroup is made under. Everything under it belongs to this
+    /// server: give each server on a host its own.
+    pub cgroup_parent: String,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            envd_binary: None,
+            node_name: None,
+            reaper_interval: Duration::from_secs(1),
+            cgroup_parent: "runtools".to_owned(),
+        }
+    }
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -42,6 +72,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("secrets_key", &self.secrets_key.as_ref().map(|_| "<redacted>"))
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("sandbox", &self.sandbox)
             .finish()
     }
 }
@@ -56,12 +87,19 @@ impl ServerConfig {
             secrets_key: None,
             shutdown_timeout: Duration::from_secs(30),
             max_body_bytes: 1024 * 1024,
+            sandbox: SandboxConfig::default(),
         }
     }
 
-    /// A config for a server in `data_dir` on an OS-assigned loopback port (tests, benchmarks).
+    /// A config for a server in `data_dir` on an OS-assigned loopback port, without sandboxes
+    /// (tests, benchmarks; enable `sandbox` where needed).
     pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 0)), data_dir: data_dir.into(), ..Self::defaults() }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.into(),
+            sandbox: SandboxConfig { enabled: false, ..SandboxConfig::default() },
+            ..Self::defaults()
+        }
     }
 
     /// Layers the file (if any) and then the overrides over the defaults.
@@ -69,9 +107,29 @@ impl ServerConfig {
         let mut config = Self::defaults();
         if let Some(loaded) = file {
             config.apply(loaded.file.server.clone(), Some(&loaded.path))?;
+            config.apply_sandbox(loaded.file.sandbox.clone(), Some(&loaded.path));
         }
         config.apply(overrides.0, None)?;
+        config.apply_sandbox(overrides.1, None);
         Ok(config)
+    }
+
+    fn apply_sandbox(&mut self, layer: SandboxSection, file: Option<&Path>) {
+        if let Some(enabled) = layer.enabled {
+            self.sandbox.enabled = enabled;
+        }
+        if let Some(path) = layer.envd_binary {
+            self.sandbox.envd_binary = Some(match file.and_then(Path::parent) {
+                Some(base) if path.is_relative() => base.join(path),
+                _ => path,
+            });
+        }
+        if let Some(name) = layer.node_name {
+            self.sandbox.node_name = Some(name);
+        }
+        if let Some(parent) = layer.cgroup_parent {
+            self.sandbox.cgroup_parent = parent;
+        }
     }
 
     fn apply(&mut self, layer: ServerSection, file: Option<&Path>) -> Result<(), ConfigError> {
@@ -158,9 +216,19 @@ pub struct ServerSection {
     pub max_body_bytes: Option<usize>,
 }
 
+/// The `[sandbox]` table of `runtools.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxSection {
+    pub enabled: Option<bool>,
+    pub envd_binary: Option<PathBuf>,
+    pub node_name: Option<String>,
+    pub cgroup_parent: Option<String>,
+}
+
 /// Values from `RUNTOOLS_*` variables and flags, which win over the file.
 #[derive(Debug, Clone, Default)]
-pub struct ServerOverrides(pub ServerSection);
+pub struct ServerOverrides(pub ServerSection, pub SandboxSection);
 
 /// `runtools.toml`. Sections for other parts of the product (runners, projects) join this struct
 /// as they are built; an unknown section or key is an error until then.
@@ -169,6 +237,8 @@ pub struct ServerOverrides(pub ServerSection);
 pub struct ConfigFile {
     #[serde(default)]
     pub server: ServerSection,
+    #[serde(default)]
+    pub sandbox: SandboxSection,
 }
 
 /// A parsed config file and where it came from.
@@ -176,6 +246,13 @@ pub struct ConfigFile {
 pub struct LoadedConfigFile {
     pub path: PathBuf,
     pub file: ConfigFile,
+}
+
+impl ServerOverrides {
+    /// Overrides of `[server]` settings only.
+    pub fn server(section: ServerSection) -> Self {
+        Self(section, SandboxSection::default())
+    }
 }
 
 impl LoadedConfigFile {
@@ -242,7 +319,8 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("/etc/runtools/data"), "relative to the file");
         assert_eq!(config.shutdown_timeout, Duration::from_secs(5));
 
-        let overrides = ServerOverrides(ServerSection { listen: Some("127.0.0.1:9999".into()), ..Default::default() });
+        let overrides =
+            ServerOverrides::server(ServerSection { listen: Some("127.0.0.1:9999".into()), ..Default::default() });
         let config = ServerConfig::resolve(Some(&loaded), overrides).unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:9999");
         assert_eq!(config.data_dir, PathBuf::from("/etc/runtools/data"), "untouched layers stay");
@@ -261,7 +339,8 @@ mod tests {
         let error = ServerConfig::resolve(Some(&file("[server]\nlisten = \"nope\"\n")), ServerOverrides::default())
             .unwrap_err();
         assert!(error.to_string().contains("`listen`") && error.to_string().contains("runtools.toml"), "{error}");
-        let overrides = ServerOverrides(ServerSection { database_url: Some("mysql://x".into()), ..Default::default() });
+        let overrides =
+            ServerOverrides::server(ServerSection { database_url: Some("mysql://x".into()), ..Default::default() });
         let error = ServerConfig::resolve(None, overrides).unwrap_err();
         assert!(error.to_string().contains("database_url"), "{error}");
     }
@@ -269,7 +348,7 @@ mod tests {
     #[test]
     fn debug_output_redacts_secrets() {
         let key = SecretsKey::generate();
-        let overrides = ServerOverrides(ServerSection {
+        let overrides = ServerOverrides::server(ServerSection {
             database_url: Some("postgres://rt:hunter2@db/rt".into()),
             secrets_key: Some(key.to_base64()),
             ..Default::default()

@@ -16,7 +16,9 @@ pub mod extract;
 mod listener;
 pub mod metrics;
 mod pagination;
+mod proxy;
 mod routes;
+pub mod sandboxes;
 pub mod state;
 
 use std::future::Future;
@@ -51,8 +53,13 @@ pub fn app(state: AppState) -> Router {
             async move { ([(http::header::CONTENT_TYPE, "application/json")], document.as_str().to_owned()) }
         }),
     );
+    let sandbox_ports = Router::new()
+        .route("/v1/sandboxes/{id}/ports/{port}", axum::routing::any(routes::proxy_port_root))
+        .route("/v1/sandboxes/{id}/ports/{port}/", axum::routing::any(routes::proxy_port_root))
+        .route("/v1/sandboxes/{id}/ports/{port}/{*rest}", axum::routing::any(routes::proxy_port));
     public
         .merge(authenticated)
+        .merge(sandbox_ports)
         .route_layer(from_fn(context::record_route))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route; see /v1/openapi.json") })
         .method_not_allowed_fallback(|| async {
@@ -60,6 +67,7 @@ pub fn app(state: AppState) -> Router {
         })
         .layer(DefaultBodyLimit::max(state.config().max_body_bytes))
         .layer(CatchPanicLayer::custom(|_| ApiError::internal("a handler panicked").into_response()))
+        .layer(from_fn_with_state(state.clone(), proxy::route_sandbox_hosts))
         .layer(from_fn_with_state(state.clone(), context::request_context))
         .with_state(state)
 }
@@ -117,7 +125,15 @@ impl Server {
             }
             Bootstrapped::Existing { .. } => None,
         };
-        Ok(Self { state: AppState::new(store, config), new_admin_key })
+        let sandboxes = if config.sandbox.enabled {
+            sandboxes::start(&config, store.clone()).await
+        } else {
+            Err("disabled in the configuration (`[sandbox] enabled = false` or --no-sandboxes)".to_owned())
+        };
+        if let Err(reason) = &sandboxes {
+            tracing::warn!(%reason, "sandboxes are not available on this node");
+        }
+        Ok(Self { state: AppState::new(store, config, sandboxes), new_admin_key })
     }
 
     /// The admin key, if this start created the workspace. Show it to the user once.

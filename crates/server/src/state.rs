@@ -5,10 +5,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use runtools_protocol::ErrorCode;
 use runtools_store::Store;
 
 use crate::config::ServerConfig;
+use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::sandboxes::SandboxService;
 
 /// Cheap to clone; all clones share one inner value.
 #[derive(Debug, Clone)]
@@ -20,12 +23,21 @@ struct Inner {
     config: ServerConfig,
     metrics: Metrics,
     shutting_down: AtomicBool,
+    /// This node's sandboxes, or why it cannot run any.
+    sandboxes: Result<Arc<SandboxService>, String>,
 }
 
 impl AppState {
-    pub fn new(store: Store, config: ServerConfig) -> Self {
+    pub fn new(store: Store, config: ServerConfig, sandboxes: Result<Arc<SandboxService>, String>) -> Self {
         let metrics = Metrics::new(store.engine().as_str());
-        Self(Arc::new(Inner { store, config, metrics, shutting_down: AtomicBool::new(false) }))
+        Self(Arc::new(Inner { store, config, metrics, shutting_down: AtomicBool::new(false), sandboxes }))
+    }
+
+    /// The sandbox service, or 503 saying why this node has none.
+    pub fn sandboxes(&self) -> Result<&Arc<SandboxService>, ApiError> {
+        self.0.sandboxes.as_ref().map_err(|reason| {
+            ApiError::new(ErrorCode::Unavailable, format!("sandboxes are not available on this server: {reason}"))
+        })
     }
 
     pub fn store(&self) -> &Store {

@@ -26,6 +26,13 @@ pub struct SandboxSettings {
     pub env: BTreeMap<String, String>,
     /// Guards the sandbox's port URLs.
     pub access_token: String,
+    /// The lifetime a resume restarts (seconds).
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+fn default_timeout_secs() -> u64 {
+    300
 }
 
 /// A sandbox as stored.
@@ -46,7 +53,7 @@ pub struct SandboxRecord {
 }
 
 impl SandboxRecord {
-    /// The API view (without env or the access token).
+    /// The API view (without env, which may hold secrets).
     pub fn to_api(&self) -> Sandbox {
         Sandbox {
             id: self.id,
@@ -61,6 +68,7 @@ impl SandboxRecord {
             timeout_at: self.timeout_at,
             volumes: self.settings.volumes.clone(),
             metadata: self.settings.metadata.clone(),
+            access_token: self.settings.access_token.clone(),
             created_at: self.created_at,
             updated_at: self.updated_at,
         }
@@ -290,6 +298,19 @@ impl Store {
         })
         .map(|rows| rows == 1)
         .map_err(StoreError::query("set sandbox timeout"))
+    }
+
+    /// Removes a sandbox's deadline (after `on_timeout: pause` has paused it).
+    pub async fn clear_sandbox_timeout(&self, id: SandboxId) -> Result<(), StoreError> {
+        on_db!(self, pool => {
+            sqlx::query("UPDATE sandboxes SET timeout_at = NULL, updated_at = $1 WHERE id = $2")
+                .bind(now_millis())
+                .bind(id.to_string())
+                .execute(pool)
+                .await
+                .map(drop)
+        })
+        .map_err(StoreError::query("clear sandbox timeout"))
     }
 
     /// The volume of this name, created if it does not exist yet.

@@ -37,6 +37,7 @@ fn record(environment: EnvironmentId, template: &str, metadata: &[(&str, &str)])
             metadata: metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
             env: BTreeMap::from([("TOKEN".to_string(), "secret".to_string())]),
             access_token: "tok".into(),
+            timeout_secs: 300,
         },
         timeout_at: Some(now + Duration::minutes(5)),
         created_at: now,
@@ -64,7 +65,7 @@ async fn records_round_trip_and_stay_in_their_environment(db: TestDatabase) {
     assert!(store.sandbox_by_id(sandbox.id).await.unwrap().is_some());
     let api = read.to_api();
     assert_eq!(api.metadata["owner"], "alice");
-    assert!(!serde_json::to_string(&api).unwrap().contains("secret"), "env never reaches the API view");
+    assert!(!serde_json::to_string(&api).unwrap().contains("\"secret\""), "env never reaches the API view");
 }
 
 async fn lists_filter_by_state_template_and_metadata(db: TestDatabase) {

@@ -64,6 +64,52 @@ impl TestDatabase {
     pub fn data_dir(&self) -> &Path {
         self.data_dir.path()
     }
+
+    /// An empty stand-in, for moving a database out of a server being restarted.
+    fn placeholder() -> Self {
+        let data_dir = tempfile::Builder::new()
+            .prefix("runtools-placeholder-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("temp dir: {e}"));
+        Self { engine: Engine::Sqlite, database_url: None, data_dir }
+    }
+}
+
+/// The static envd binary for sandbox tests: `RUNTOOLS_ENVD_BINARY`, or the one `scripts/build-envd`
+/// builds in this checkout.
+pub fn envd_binary() -> PathBuf {
+    std::env::var_os("RUNTOOLS_ENVD_BINARY").map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/envd/x86_64-unknown-linux-gnu/release/envd")
+    })
+}
+
+/// Whether sandbox tests can run here: as root, with a built envd. Prints why not, and fails
+/// instead when `RUNTOOLS_TEST_REQUIRE_SANDBOXES=1` (CI).
+#[allow(clippy::print_stderr)] // the skip note must show in the test output
+pub fn sandbox_prerequisites() -> Option<PathBuf> {
+    let required = std::env::var("RUNTOOLS_TEST_REQUIRE_SANDBOXES").is_ok_and(|v| v == "1");
+    let is_root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false);
+    let envd = envd_binary();
+    let problem = if !is_root {
+        Some("sandbox tests need root (namespaces, cgroups, overlay mounts)".to_owned())
+    } else if !envd.is_file() {
+        Some(format!("no envd at {} (run scripts/build-envd)", envd.display()))
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) if required => panic!("RUNTOOLS_TEST_REQUIRE_SANDBOXES=1 but {problem}"),
+        Some(problem) => {
+            eprintln!("skipped: {problem}");
+            None
+        }
+        None => Some(envd),
+    }
 }
 
 #[allow(clippy::print_stderr)] // the skip note must show in the test output
@@ -122,6 +168,8 @@ pub struct TestServer {
     /// The admin key the first start created.
     pub admin_key: String,
     pub db: TestDatabase,
+    /// The configuration it runs with (its `listen` is the bound address).
+    pub config: ServerConfig,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), runtools_server::ServeError>>>,
 }
@@ -142,18 +190,54 @@ impl TestServer {
     pub async fn start_with(db: TestDatabase, adjust: impl FnOnce(&mut ServerConfig)) -> Self {
         let mut config = db.server_config();
         adjust(&mut config);
+        Self::launch(db, config, None).await
+    }
+
+    /// A server that runs sandboxes (needs root and a built envd: see [`envd_binary`]); `None`
+    /// when this machine cannot, after printing why.
+    pub async fn start_with_sandboxes() -> Option<Self> {
+        let envd = sandbox_prerequisites()?;
+        let db = TestDatabase::create(Engine::Sqlite).await.unwrap_or_else(|| panic!("sqlite is always available"));
+        let mut config = db.server_config();
+        config.sandbox.enabled = true;
+        config.sandbox.envd_binary = Some(envd);
+        config.sandbox.reaper_interval = std::time::Duration::from_millis(200);
+        // Everything under a cgroup parent belongs to one server: tests run many side by side.
+        config.sandbox.cgroup_parent = format!("runtools-test-{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
+        Some(Self::launch(db, config, None).await)
+    }
+
+    /// Stops this server gracefully and starts a new one on the same data dir and database (as a
+    /// restart of the process would).
+    pub async fn restart(mut self) -> Self {
+        let config = self.config.clone();
+        let admin_key = self.admin_key.clone();
+        self.begin_stop();
+        if let Some(task) = self.task.take() {
+            task.await.unwrap_or_else(|e| panic!("server task: {e}")).unwrap_or_else(|e| panic!("server: {e}"));
+        }
+        let db = std::mem::replace(&mut self.db, TestDatabase::placeholder());
+        Self::launch(db, config, Some(admin_key)).await
+    }
+
+    async fn launch(db: TestDatabase, mut config: ServerConfig, admin_key: Option<String>) -> Self {
+        // `RUNTOOLS_TEST_LOG=debug` shows the server's logs in a failing test's output.
+        if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("RUNTOOLS_TEST_LOG") {
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        }
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap_or_else(|e| panic!("bind: {e}"));
-        let url = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("local_addr: {e}")));
-        let server = Server::open(config).await.unwrap_or_else(|e| panic!("server open: {e}"));
-        let admin_key = server
-            .new_admin_key()
-            .map(|key| key.secret.clone())
+        let address = listener.local_addr().unwrap_or_else(|e| panic!("local_addr: {e}"));
+        let url = format!("http://{address}");
+        config.listen = address;
+        let server = Server::open(config.clone()).await.unwrap_or_else(|e| panic!("server open: {e}"));
+        let admin_key = admin_key
+            .or_else(|| server.new_admin_key().map(|key| key.secret.clone()))
             .unwrap_or_else(|| panic!("fresh data dir creates an admin key"));
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(server.serve(listener, async move {
             let _ = stopped.await;
         }));
-        Self { url, admin_key, db, stop: Some(stop), task: Some(task) }
+        Self { url, admin_key, db, config, stop: Some(stop), task: Some(task) }
     }
 
     /// A client authenticated with the admin key.

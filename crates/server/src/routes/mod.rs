@@ -5,7 +5,12 @@
 mod health;
 mod identity;
 mod keys;
+mod sandbox_files;
+mod sandbox_stream;
+mod sandboxes;
 mod secrets;
+
+pub(crate) use sandbox_stream::{proxy_port, proxy_port_root};
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -28,6 +33,8 @@ use crate::state::AppState;
         (name = "identity", description = "Who a key is, and the environments it may act in"),
         (name = "keys", description = "API key management (admin key)"),
         (name = "secrets", description = "Environment secrets (environment keys)"),
+        (name = "sandboxes", description = "Isolated Linux sandboxes: lifecycle, commands, volumes (environment keys)"),
+        (name = "files", description = "A sandbox's filesystem (environment keys)"),
     )
 )]
 struct ApiDoc;
@@ -68,6 +75,19 @@ pub(crate) fn authenticated_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::get_key, keys::revoke_key))
         .routes(routes!(secrets::list_secrets))
         .routes(routes!(secrets::put_secret, secrets::get_secret, secrets::delete_secret))
+        .routes(routes!(sandboxes::create_sandbox, sandboxes::list_sandboxes))
+        .routes(routes!(sandboxes::get_sandbox, sandboxes::delete_sandbox))
+        .routes(routes!(sandboxes::pause_sandbox))
+        .routes(routes!(sandboxes::resume_sandbox))
+        .routes(routes!(sandboxes::set_sandbox_timeout))
+        .routes(routes!(sandboxes::exec_in_sandbox))
+        .routes(routes!(sandbox_stream::exec_stream))
+        .routes(routes!(sandboxes::list_volumes))
+        .routes(routes!(sandbox_files::download_file, sandbox_files::upload_file, sandbox_files::remove_file))
+        .routes(routes!(sandbox_files::stat_file))
+        .routes(routes!(sandbox_files::list_files))
+        .routes(routes!(sandbox_files::make_directory))
+        .routes(routes!(sandbox_files::move_file))
 }
 
 /// The OpenAPI document of every route, as served at `/v1/openapi.json`.
