@@ -180,7 +180,14 @@ async fn volumes_outlive_their_sandboxes() {
     let second = dev.create_sandbox(&with_volume()).await.unwrap().id;
     assert_eq!(sh(&dev, second, "cat /data/note").await.stdout, "kept\n");
     assert_eq!(sh(&dev, second, "cat /tmp/note 2>/dev/null || echo absent").await.stdout, "absent\n");
+    let in_use = dev.request(reqwest::Method::DELETE, "/v1/volumes/cache").unwrap().send().await.unwrap();
+    assert_eq!(in_use.status(), StatusCode::CONFLICT, "a mounted volume is not deleted");
     dev.delete_sandbox(second).await.unwrap();
+    let deleted = dev.request(reqwest::Method::DELETE, "/v1/volumes/cache").unwrap().send().await.unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let third = dev.create_sandbox(&with_volume()).await.unwrap().id;
+    assert_eq!(sh(&dev, third, "ls /data | wc -l").await.stdout, "0\n", "a deleted volume comes back empty");
+    dev.delete_sandbox(third).await.unwrap();
 }
 
 #[tokio::test]
@@ -357,4 +364,32 @@ async fn a_restarted_server_readopts_running_sandboxes() {
     assert_eq!(dev.sandbox(id).await.unwrap().state, SandboxState::Running);
     assert_eq!(sh(&dev, id, "cat /tmp/state").await.stdout, "before\n", "the same sandbox, state intact");
     dev.delete_sandbox(id).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_sandbox_whose_agent_dies_is_marked_error_and_can_be_deleted() {
+    let Some(server) = TestServer::start_with_sandboxes().await else { return };
+    let (dev, _) = env_client(&server, EnvironmentKind::Development).await;
+    let id = dev.create_sandbox(&CreateSandboxRequest::default()).await.unwrap().id;
+    sh(&dev, id, "true").await;
+    // Kill every process of the sandbox from the host, envd (its PID 1) included.
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        if std::fs::read_to_string(entry.path().join("cgroup")).is_ok_and(|cgroups| cgroups.contains(&id.to_string())) {
+            let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let error = dev.exec(id, &ExecRequest { cmd: Some("true".into()), ..Default::default() }).await.unwrap_err();
+        assert!(matches!(error.code(), Some(ErrorCode::Unavailable | ErrorCode::Conflict)), "{error}");
+        let sandbox = dev.sandbox(id).await.unwrap();
+        if sandbox.state == SandboxState::Error {
+            assert!(sandbox.error.unwrap().contains("agent"), "the reason is recorded");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the dead sandbox was never marked: {:?}", sandbox.state);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(dev.delete_sandbox(id).await.unwrap().state, SandboxState::Stopped);
 }

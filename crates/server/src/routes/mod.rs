@@ -83,6 +83,7 @@ pub(crate) fn authenticated_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sandboxes::exec_in_sandbox))
         .routes(routes!(sandbox_stream::exec_stream))
         .routes(routes!(sandboxes::list_volumes))
+        .routes(routes!(sandboxes::delete_volume))
         .routes(routes!(sandbox_files::download_file, sandbox_files::upload_file, sandbox_files::remove_file))
         .routes(routes!(sandbox_files::stat_file))
         .routes(routes!(sandbox_files::list_files))

@@ -229,3 +229,22 @@ pub(super) async fn list_volumes(
     let environment = caller.require_environment()?;
     Ok(Json(Page { data: state.store().list_volumes(environment).await?, next_cursor: None }))
 }
+
+/// Deletes a volume and its files (refused while a sandbox that is not stopped mounts it).
+#[utoipa::path(
+    delete,
+    path = "/v1/volumes/{name}",
+    tag = "sandboxes",
+    security(("api_key" = [])),
+    params(("name" = String, Path)),
+    responses((status = 204, description = "Deleted"), (status = "4XX", description = "See `error.code`", body = ErrorBody))
+)]
+pub(super) async fn delete_volume(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(name): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let environment = caller.require_environment()?;
+    state.sandboxes()?.delete_volume(environment, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -19,7 +19,7 @@ use runtools_envd::{EnvdClient, ExecOutput};
 use runtools_protocol::sandbox::{CreateSandboxRequest, ExecRequest, ExecResult, Isolation, SandboxState};
 use runtools_protocol::{EnvironmentId, ErrorCode, SandboxId};
 use runtools_sandbox::{
-    Backend, BackendError, LifecycleEvent, Mount, SandboxSpec, TemplateError, Templates, transition,
+    Backend, BackendError, LifecycleEvent, Mount, Observed, SandboxSpec, TemplateError, Templates, transition,
 };
 use runtools_store::{SandboxFilter, SandboxRecord, SandboxSettings, Store};
 use tokio::sync::Mutex;
@@ -232,6 +232,39 @@ impl SandboxService {
         self.get(record.environment_id, record.id).await
     }
 
+    /// Deletes a volume and its files. Refused while a sandbox that is not stopped mounts it.
+    pub async fn delete_volume(&self, environment: EnvironmentId, name: &str) -> Result<(), ApiError> {
+        let volume = self
+            .store
+            .volume(environment, name)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("volume `{name}`")))?;
+        let mut after = None;
+        loop {
+            let (page, more) = self.store.list_sandboxes(environment, &SandboxFilter::default(), after, 100).await?;
+            if let Some(user) =
+                page.iter().find(|record| record.settings.volumes.iter().any(|mount| mount.volume == name))
+            {
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    format!("volume `{name}` is mounted by sandbox {} ({}); delete that first", user.id, user.state),
+                ));
+            }
+            if !more {
+                break;
+            }
+            after = page.last().map(|record| record.id);
+        }
+        self.store.delete_volume(environment, name).await?;
+        let dir = self.volumes_dir.join(volume.id.to_string());
+        if let Err(error) = std::fs::remove_dir_all(&dir)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(volume = %volume.id, dir = %dir.display(), %error, "cannot remove a deleted volume's files");
+        }
+        Ok(())
+    }
+
     /// Runs a command to completion.
     pub async fn exec(
         &self,
@@ -267,10 +300,32 @@ impl SandboxService {
         if let Some(client) = connections.get(&record.id).filter(|client| !client.is_closed()) {
             return Ok(client.clone());
         }
-        let stream = self.backend.connect_envd(record.id).await.map_err(backend_error)?;
+        let stream = match self.backend.connect_envd(record.id).await {
+            Ok(stream) => stream,
+            Err(error) => {
+                drop(connections);
+                return Err(self.lost(record, error).await);
+            }
+        };
         let client = EnvdClient::new(stream);
         connections.insert(record.id, client.clone());
         Ok(client)
+    }
+
+    /// The sandbox's agent cannot be reached: if the sandbox itself is gone or broken (its init
+    /// died, the host rebooted), record that as `error` with the reason instead of leaving a
+    /// `running` sandbox that can never answer.
+    async fn lost(&self, record: &SandboxRecord, error: BackendError) -> ApiError {
+        match self.backend.recover(record.id).await {
+            Ok(Observed::Gone | Observed::Broken) => {
+                let reason = format!("its agent is gone ({error})");
+                if let Err(store_error) = self.set_state(record, LifecycleEvent::Fail, Some(&reason)).await {
+                    tracing::warn!(sandbox = %record.id, error = store_error.message(), "cannot record a lost sandbox");
+                }
+                ApiError::new(ErrorCode::Conflict, format!("sandbox {} is in error: {reason}; delete it", record.id))
+            }
+            _ => backend_error(error),
+        }
     }
 
     /// A TCP connection to a port inside a running sandbox.
