@@ -18,10 +18,16 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
+    /// A server without sandboxes (they are tested on their own, with their own cgroup parent).
     fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, &["--no-sandboxes"])
+    }
+
+    fn start_with(data_dir: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(BIN)
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env_remove("RUNTOOLS_DATABASE_URL")
             .env("RUNTOOLS_LOG", "warn")
             .stdout(Stdio::piped())
@@ -173,4 +179,74 @@ fn client_commands_without_a_key_say_how_to_get_one() {
     assert!(!output.status.success());
     let error = String::from_utf8_lossy(&output.stderr);
     assert!(error.contains("--api-key") && error.contains("RUNTOOLS_API_KEY"), "{error}");
+}
+
+#[test]
+fn a_server_killed_mid_create_leaves_nothing_behind_after_restart() {
+    let Some(envd) = runtools_test_support::sandbox_prerequisites() else { return };
+    let data = tempfile::tempdir().unwrap();
+    let parent = format!("runtools-test-cli-{}", std::process::id());
+    let config = data.path().join("runtools.toml");
+    std::fs::write(&config, format!("[sandbox]\ncgroup_parent = \"{parent}\"\nenvd_binary = \"{}\"\n", envd.display()))
+        .unwrap();
+    let config = config.to_string_lossy().into_owned();
+    let server = ServerProcess::start_with(data.path(), &["--config", &config]);
+    let created = stdout(&server.run(data.path(), &["--json", "keys", "create", "--env", "development"]));
+    let key = serde_json::from_str::<serde_json::Value>(&created).unwrap()["secret"].as_str().unwrap().to_owned();
+    let client = |url: &str, args: &[&str]| {
+        Command::new(BIN).args(["--url", url, "--api-key", &key]).args(args).output().unwrap()
+    };
+
+    // Creates keep arriving from several clients; once some exist, SIGKILL the server, so some
+    // are finished and others cut off mid-way.
+    let creators: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, key) = (server.url.clone(), key.clone());
+            std::thread::spawn(move || {
+                while Command::new(BIN)
+                    .args(["--url", &url, "--api-key", &key, "sandbox", "create"])
+                    .output()
+                    .unwrap()
+                    .status
+                    .success()
+                {}
+            })
+        })
+        .collect();
+    let state_dir = data.path().join("sandboxes");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_dir(&state_dir).map_or(0, |dir| dir.count()) < 6 {
+        assert!(Instant::now() < deadline, "sandboxes were never created");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut server = server;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    for creator in creators {
+        creator.join().unwrap();
+    }
+
+    let server = ServerProcess::start_with(data.path(), &["--config", &config]);
+    let listed = stdout(&client(&server.url, &["--json", "sandbox", "ls"]));
+    let sandboxes: Vec<serde_json::Value> = serde_json::from_str(&listed).unwrap();
+    for sandbox in &sandboxes {
+        let state = sandbox["state"].as_str().unwrap();
+        assert!(state == "running" || state == "error", "after the restart every sandbox is settled: {sandbox}");
+        stdout(&client(&server.url, &["sandbox", "rm", sandbox["id"].as_str().unwrap()]));
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(data.path().join("sandboxes"))
+        .map(|dir| dir.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "no sandbox state is left: {leftovers:?}");
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let dir = hierarchy.path().join(&parent);
+        let cgroups: Vec<_> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("sbx_")).map(|e| e.path()).collect()
+            })
+            .unwrap_or_default();
+        assert!(cgroups.is_empty(), "no sandbox cgroup is left: {cgroups:?}");
+        let _ = std::fs::remove_dir(&dir);
+    }
+    server.terminate();
 }
