@@ -30,6 +30,12 @@ impl Drop for Pid1Envd {
 
 fn static_binary() -> Option<PathBuf> {
     let binary = PathBuf::from(std::env::var_os("RUNTOOLS_ENVD_BINARY")?);
+    // `scripts/build-envd` prints a path relative to the workspace root.
+    let binary =
+        if binary.is_relative() { Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(binary) } else { binary };
+    if !binary.is_file() && std::env::var("RUNTOOLS_TEST_REQUIRE_SANDBOXES").is_ok_and(|v| v == "1") {
+        panic!("RUNTOOLS_TEST_REQUIRE_SANDBOXES=1 but RUNTOOLS_ENVD_BINARY={} does not exist", binary.display());
+    }
     binary.is_file().then_some(binary)
 }
 

@@ -78,9 +78,13 @@ impl TestDatabase {
 /// The static envd binary for sandbox tests: `RUNTOOLS_ENVD_BINARY`, or the one `scripts/build-envd`
 /// builds in this checkout.
 pub fn envd_binary() -> PathBuf {
-    std::env::var_os("RUNTOOLS_ENVD_BINARY").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/envd/x86_64-unknown-linux-gnu/release/envd")
-    })
+    // Relative paths (as `scripts/build-envd` prints them) are relative to the workspace root, not
+    // to the crate directory tests run in.
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let path = std::env::var_os("RUNTOOLS_ENVD_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target/envd/x86_64-unknown-linux-gnu/release/envd"));
+    if path.is_relative() { workspace.join(path) } else { path }
 }
 
 /// Whether sandbox tests can run here: as root, with a built envd. Prints why not, and fails
