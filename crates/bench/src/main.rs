@@ -5,6 +5,8 @@
 //!   server, on SQLite and (with a URL) PostgreSQL.
 //! - `startup` ([`startup`]): time from spawning the real `runtools server` binary until `/readyz`
 //!   answers, on a fresh data dir and on a restart.
+//! - `sandbox` ([`sandbox`]): the namespace sandbox backend (create-to-first-exec, exec round
+//!   trip, pause/resume, memory per idle sandbox) beside `bwrap` and gVisor's `runsc`.
 
 // A benchmark CLI: its output is the table it prints on stdout, progress notes go to stderr.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -12,6 +14,7 @@
 mod cpu;
 mod http;
 mod load;
+mod sandbox;
 mod server;
 mod startup;
 mod table;
@@ -34,6 +37,8 @@ enum Command {
     Http(http::HttpArgs),
     /// Time from spawning `runtools server` on an empty (then reused) data dir until `/readyz` is 200.
     Startup(startup::StartupArgs),
+    /// The namespace sandbox backend beside `bwrap` and `runsc` (needs root and a static envd).
+    Sandbox(sandbox::SandboxArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +46,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Http(args) => http::run(args),
         Command::Startup(args) => startup::run(&args),
+        Command::Sandbox(args) => sandbox::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
