@@ -1,5 +1,5 @@
-//! Starting a child: its own session and process group, optionally a PTY as its controlling
-//! terminal, optionally another user. The one place in envd with `unsafe` (`Command::pre_exec`).
+//! Starting a child: its own process group (and session, for PTYs and other users), optionally a
+//! PTY as its controlling terminal, optionally another user. The one place in envd with `unsafe` (`Command::pre_exec`).
 //!
 //! Children are started with `std::process::Command` and never waited for through it: envd's
 //! reaper collects every child with `waitpid(-1)` (see `processes`).
@@ -64,7 +64,12 @@ fn opened_pty(size: PtySize) -> std::io::Result<(OwnedFd, OwnedFd)> {
 /// Starts the child described by `plan`; returns once it has exec'd (or failed to).
 pub(crate) fn spawn(plan: &SpawnPlan) -> std::io::Result<Spawned> {
     let mut command = Command::new(&plan.program);
-    command.args(&plan.args).env_clear().envs(plan.env.iter().map(|(k, v)| (k, v))).current_dir(&plan.cwd);
+    command.args(&plan.args).env_clear().envs(plan.env.iter().map(|(k, v)| (k, v)));
+    // Changing directory in the child rules out posix_spawn in a static binary; skip it when the
+    // child would start where envd already is.
+    if std::env::current_dir().ok().as_deref() != Some(plan.cwd.as_path()) {
+        command.current_dir(&plan.cwd);
+    }
 
     let pty = plan.pty.map(opened_pty).transpose()?;
     let terminal = match &pty {
@@ -85,27 +90,34 @@ pub(crate) fn spawn(plan: &SpawnPlan) -> std::io::Result<Spawned> {
         (Uid::from_raw(identity.uid), Gid::from_raw(identity.gid), groups)
     });
 
-    // Runs in the forked child before exec: only raw syscalls, no allocation, no locks.
-    let prepare_child = move || -> std::io::Result<()> {
-        rustix::process::setsid()?;
-        if let Some(terminal) = &terminal {
-            rustix::process::ioctl_tiocsctty(terminal)?;
+    if terminal.is_none() && identity.is_none() {
+        // The common case needs nothing run between fork and exec: a process group of its own
+        // (for group-wide signals and timeouts) is a spawn attribute, so the standard library can
+        // use posix_spawn (vfork-like, no copy of envd's page tables) instead of fork.
+        command.process_group(0);
+    } else {
+        // Runs in the forked child before exec: only raw syscalls, no allocation, no locks.
+        let prepare_child = move || -> std::io::Result<()> {
+            rustix::process::setsid()?;
+            if let Some(terminal) = &terminal {
+                rustix::process::ioctl_tiocsctty(terminal)?;
+            }
+            if let Some((uid, gid, groups)) = &identity {
+                // The thread-level calls are process-wide here: the forked child has one thread.
+                rustix::thread::set_thread_groups(groups)?;
+                rustix::thread::set_thread_gid(*gid)?;
+                rustix::thread::set_thread_uid(*uid)?;
+            }
+            Ok(())
+        };
+        #[allow(unsafe_code)]
+        // SAFETY: `pre_exec` requires the closure to be async-signal-safe, since it runs between
+        // fork and exec in a copy of a multithreaded process. `prepare_child` only issues raw
+        // syscalls through rustix (setsid, ioctl(TIOCSCTTY), setgroups, setgid, setuid) on values
+        // prepared before the fork; it allocates nothing and takes no locks.
+        unsafe {
+            command.pre_exec(prepare_child);
         }
-        if let Some((uid, gid, groups)) = &identity {
-            // The thread-level calls are process-wide here: the forked child has one thread.
-            rustix::thread::set_thread_groups(groups)?;
-            rustix::thread::set_thread_gid(*gid)?;
-            rustix::thread::set_thread_uid(*uid)?;
-        }
-        Ok(())
-    };
-    #[allow(unsafe_code)]
-    // SAFETY: `pre_exec` requires the closure to be async-signal-safe, since it runs between
-    // fork and exec in a copy of a multithreaded process. `prepare_child` only issues raw
-    // syscalls through rustix (setsid, ioctl(TIOCSCTTY), setgroups, setgid, setuid) on values
-    // prepared before the fork; it allocates nothing and takes no locks.
-    unsafe {
-        command.pre_exec(prepare_child);
     }
 
     let mut child = command.spawn()?;
