@@ -7,11 +7,11 @@ use std::io::Write;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use futures::{SinkExt, StreamExt};
+use runtools_protocol::SandboxId;
 use runtools_protocol::sandbox::{
     CreateSandboxRequest, ExecStreamClientMessage, ExecStreamServerMessage, ExecStreamStart, NetworkMode, OnTimeout,
     Sandbox, SandboxLimits, TerminalSize, VolumeMount,
 };
-use runtools_protocol::{ListParams, SandboxId};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -158,16 +158,7 @@ pub async fn run(global: &GlobalArgs, command: SandboxCommand) -> anyhow::Result
             filters.extend(state.map(|s| ("state".to_owned(), s)));
             filters.extend(template.map(|t| ("template".to_owned(), t)));
             filters.extend(pairs(&labels, '=', "--label")?.into_iter().map(|(k, v)| (format!("metadata.{k}"), v)));
-            let mut params = ListParams { limit: Some(ListParams::MAX_LIMIT), cursor: None };
-            let mut sandboxes = Vec::new();
-            loop {
-                let page = client.list_sandboxes(&params, &filters).await?;
-                sandboxes.extend(page.data);
-                match page.next_cursor {
-                    Some(cursor) => params.cursor = Some(cursor),
-                    None => break,
-                }
-            }
+            let sandboxes: Vec<Sandbox> = client.all("/v1/sandboxes", &filters).await?;
             if global.json {
                 return output::json(&sandboxes);
             }

@@ -4,7 +4,7 @@ use std::io::Read;
 
 use anyhow::Context;
 use clap::Subcommand;
-use runtools_protocol::{ListParams, SecretName};
+use runtools_protocol::{Secret, SecretName};
 
 use crate::{GlobalArgs, connect, output};
 
@@ -40,16 +40,7 @@ pub async fn run(global: &GlobalArgs, command: SecretsCommand) -> anyhow::Result
             println!("Stored secret {}.", secret.name);
         }
         SecretsCommand::List => {
-            let mut params = ListParams { limit: Some(ListParams::MAX_LIMIT), cursor: None };
-            let mut secrets = Vec::new();
-            loop {
-                let page = client.list_secrets(&params).await?;
-                secrets.extend(page.data);
-                match page.next_cursor {
-                    Some(cursor) => params.cursor = Some(cursor),
-                    None => break,
-                }
-            }
+            let secrets: Vec<Secret> = client.all("/v1/secrets", &[]).await?;
             if global.json {
                 return output::json(&secrets);
             }

@@ -29,6 +29,8 @@ impl ServerProcess {
             .arg(data_dir)
             .args(extra)
             .env_remove("RUNTOOLS_DATABASE_URL")
+            // The tests' own envd path would override the config file's.
+            .env_remove("RUNTOOLS_ENVD_BINARY")
             .env("RUNTOOLS_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -155,18 +155,27 @@ impl Client {
         self.get_page("/v1/keys", params).await
     }
 
-    /// Every key, following cursors.
-    pub async fn all_keys(&self) -> Result<Vec<ApiKey>, ClientError> {
+    /// Every item of a list route (`GET path?filters…`), following cursors.
+    pub async fn all<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        filters: &[(String, String)],
+    ) -> Result<Vec<T>, ClientError> {
         let mut params = ListParams { limit: Some(ListParams::MAX_LIMIT), cursor: None };
-        let mut keys = Vec::new();
+        let mut items = Vec::new();
         loop {
-            let page = self.list_keys(&params).await?;
-            keys.extend(page.data);
+            let page: Page<T> = self.send(self.request(Method::GET, path)?.query(&params).query(filters)).await?;
+            items.extend(page.data);
             match page.next_cursor {
                 Some(cursor) => params.cursor = Some(cursor),
-                None => return Ok(keys),
+                None => return Ok(items),
             }
         }
+    }
+
+    /// Every key.
+    pub async fn all_keys(&self) -> Result<Vec<ApiKey>, ClientError> {
+        self.all("/v1/keys", &[]).await
     }
 
     /// `GET /v1/keys/{id}`.

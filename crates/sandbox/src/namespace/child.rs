@@ -139,7 +139,7 @@ fn fail(fd: RawFd, stage: u32, errno: i32) -> ! {
 }
 
 /// Writes `content` to `path` (open, write, close).
-fn write_path(path: &CString, content: &[u8], flags: libc::c_int) -> Result<(), i32> {
+fn write_path(path: &std::ffi::CStr, content: &[u8], flags: libc::c_int) -> Result<(), i32> {
     // SAFETY: path is a valid NUL-terminated string owned by the plan.
     let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_WRONLY | libc::O_CLOEXEC, 0o644) };
     if fd < 0 {
@@ -176,17 +176,7 @@ pub(crate) unsafe fn intermediate(plan: &Plan, args: &ExecArgs, report: RawFd) -
         let write = |path: &[u8], content: &[u8]| {
             // Static paths with their NUL; no allocation.
             let path = std::ffi::CStr::from_bytes_with_nul(path).map_err(|_| libc::EINVAL)?;
-            // SAFETY: path is NUL-terminated (checked above).
-            let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-            if fd < 0 {
-                return Err(errno());
-            }
-            // SAFETY: content is a valid slice; fd was just opened.
-            let written = unsafe { libc::write(fd, content.as_ptr().cast(), content.len()) };
-            let result = if written < 0 { Err(errno()) } else { Ok(()) };
-            // SAFETY: closes the fd opened above.
-            unsafe { libc::close(fd) };
-            result
+            write_path(path, content, 0)
         };
         for (path, content) in [
             (&b"/proc/self/setgroups\0"[..], &b"deny"[..]),
