@@ -35,6 +35,10 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
 }
 
 fn main() -> ExitCode {
+    let raw: Vec<String> = std::env::args().collect();
+    if raw.get(1).map(String::as_str) == Some(runtools_envd::server::EXEC_HELPER) {
+        return ExitCode::from(runtools_envd::server::exec_helper(&raw[2..]));
+    }
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

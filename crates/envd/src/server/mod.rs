@@ -11,6 +11,8 @@ mod spawn;
 mod users;
 mod watch;
 
+pub use spawn::{EXEC_HELPER, exec_helper};
+
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
