@@ -105,8 +105,11 @@ pub enum ServeError {
 
 impl Server {
     /// Opens the store (creating and migrating it if needed) and bootstraps a fresh install.
-    pub async fn open(config: ServerConfig) -> Result<Self, ServeError> {
+    pub async fn open(mut config: ServerConfig) -> Result<Self, ServeError> {
         std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| ServeError::DataDir { path: config.data_dir.clone(), source })?;
+        // Absolute from here on: sandboxes mount paths under it from other working directories.
+        config.data_dir = std::fs::canonicalize(&config.data_dir)
             .map_err(|source| ServeError::DataDir { path: config.data_dir.clone(), source })?;
         let secrets_key = match &config.secrets_key {
             Some(key) => key.clone(),

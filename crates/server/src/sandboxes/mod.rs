@@ -433,11 +433,10 @@ pub async fn start(config: &crate::ServerConfig, store: Store) -> Result<Arc<San
 /// The configured envd, or the one installed next to this binary, or a development build.
 fn locate_envd(configured: Option<&std::path::Path>) -> Result<PathBuf, String> {
     if let Some(path) = configured {
-        return if path.is_file() {
-            Ok(path.to_owned())
-        } else {
-            Err(format!("envd binary {} does not exist", path.display()))
-        };
+        return std::fs::canonicalize(path)
+            .ok()
+            .filter(|path| path.is_file())
+            .ok_or_else(|| format!("envd binary {} does not exist", path.display()));
     }
     let exe = std::env::current_exe().map_err(|error| format!("cannot find the running binary: {error}"))?;
     let mut candidates = vec![exe.with_file_name("envd")];
