@@ -286,5 +286,16 @@ impl Drop for TestServer {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+        // Each sandbox-running test server has its own cgroup parent; remove it once it is empty
+        // (a sandbox a test left behind keeps it, and shows up).
+        if self.config.sandbox.enabled {
+            let parent = &self.config.sandbox.cgroup_parent;
+            if let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") {
+                for hierarchy in hierarchies.flatten() {
+                    let _ = std::fs::remove_dir(hierarchy.path().join(parent));
+                }
+            }
+            let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(parent));
+        }
     }
 }
