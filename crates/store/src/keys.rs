@@ -161,7 +161,10 @@ impl Store {
             .map(|done| done.rows_affected())
         })
         .map_err(StoreError::query("create API key"))?;
-        let key = self.key(id).await?.ok_or_else(|| StoreError::corrupt("API key", "vanished right after creation"))?;
+        let key = self
+            .workspace_key(workspace, id)
+            .await?
+            .ok_or_else(|| StoreError::corrupt("API key", "vanished right after creation"))?;
         Ok((key, secret))
     }
 
@@ -201,16 +204,6 @@ impl Store {
         })
         .map(drop)
         .map_err(StoreError::query("record API key use"))
-    }
-
-    /// One key by id, in any workspace (revoked keys included).
-    pub async fn key(&self, id: KeyId) -> Result<Option<ApiKey>, StoreError> {
-        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1");
-        let row: Option<KeyRow> = on_db!(self, pool => {
-            sqlx::query_as(&sql).bind(id.to_string()).fetch_optional(pool).await
-        })
-        .map_err(StoreError::query("read API key"))?;
-        row.map(KeyRow::into_api_key).transpose()
     }
 
     /// A page of a workspace's keys, oldest first, starting after `after`. Returns up to `limit`

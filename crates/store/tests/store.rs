@@ -110,7 +110,10 @@ async fn keys_authenticate_until_revoked(db: TestDatabase) {
     let authenticated = store.authenticate(&secret).await.unwrap();
     assert_eq!(authenticated.key.id, key.id);
     assert_eq!(authenticated.environment_id(), Some(production.id));
-    assert!(store.key(key.id).await.unwrap().unwrap().last_used_at.is_some(), "first use is recorded");
+    assert!(
+        store.workspace_key(workspace.id, key.id).await.unwrap().unwrap().last_used_at.is_some(),
+        "first use is recorded"
+    );
 
     let unknown = format!("sk_live_{}", "1".repeat(32));
     assert!(matches!(store.authenticate(&unknown).await, Err(AuthError::Unknown)));

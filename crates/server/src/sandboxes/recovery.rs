@@ -22,12 +22,15 @@ impl SandboxService {
                 tracing::warn!(sandbox = %record.id, %error, "cannot inspect sandbox");
                 Observed::Broken
             });
-            let wanted = match (record.state, observed) {
-                (SandboxState::Running | SandboxState::Resuming, Observed::Running) => Some(SandboxState::Running),
-                (SandboxState::Paused | SandboxState::Pausing, Observed::Paused) => Some(SandboxState::Paused),
-                (SandboxState::Running | SandboxState::Resuming, Observed::Paused) => Some(SandboxState::Paused),
-                (SandboxState::Paused | SandboxState::Pausing, Observed::Running) => Some(SandboxState::Running),
-                (SandboxState::Error, Observed::Running | Observed::Paused) => None,
+            // A live sandbox takes whatever state its processes are really in; anything else
+            // (mid-create, mid-delete, already in error, or gone) is handled below.
+            let live = matches!(
+                record.state,
+                SandboxState::Running | SandboxState::Resuming | SandboxState::Paused | SandboxState::Pausing
+            );
+            let wanted = match observed {
+                Observed::Running if live => Some(SandboxState::Running),
+                Observed::Paused if live => Some(SandboxState::Paused),
                 _ => None,
             };
             match wanted {
