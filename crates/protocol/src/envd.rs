@@ -140,6 +140,120 @@ pub enum Request {
         #[serde(default)]
         recursive: bool,
     },
+    /// Regex search over files, in-process with ripgrep's crates, respecting `.gitignore` →
+    /// one or more `GrepMatches` (concatenated by the client), `Close`.
+    Grep(GrepSpec),
+    /// Files whose path matches glob patterns, respecting `.gitignore`, newest first →
+    /// one or more `GlobMatches` (concatenated by the client), `Close`.
+    Glob(GlobSpec),
+}
+
+/// What to search for, where and how to report it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrepSpec {
+    /// A Rust regex (ripgrep syntax).
+    pub pattern: String,
+    /// File or directory to search (absolute; default `/`).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Globs over paths relative to `path`; `!glob` excludes (ripgrep `--glob`).
+    #[serde(default)]
+    pub globs: Vec<String>,
+    /// ripgrep file types, e.g. `rust`, `py`, `js` (ripgrep `--type`).
+    #[serde(default)]
+    pub file_types: Vec<String>,
+    #[serde(default)]
+    pub case_insensitive: bool,
+    /// Let the pattern match across lines (and `.` match newlines).
+    #[serde(default)]
+    pub multiline: bool,
+    /// Treat the pattern as a literal string.
+    #[serde(default)]
+    pub fixed_strings: bool,
+    /// Lines of context before / after each match (content mode).
+    #[serde(default)]
+    pub before_context: u32,
+    #[serde(default)]
+    pub after_context: u32,
+    #[serde(default)]
+    pub output: GrepOutput,
+    /// Search hidden files and directories too.
+    #[serde(default)]
+    pub hidden: bool,
+    /// Do not respect `.gitignore`/`.ignore` files.
+    #[serde(default)]
+    pub no_ignore: bool,
+    /// Stop after this many reported items (lines in content mode, files otherwise); the reply
+    /// says it was truncated. Default 1,000.
+    #[serde(default)]
+    pub max_results: Option<u32>,
+}
+
+/// What a grep reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GrepOutput {
+    /// Matching lines (with context lines when asked), grouped by file.
+    Content,
+    /// Only the paths of files that match.
+    #[default]
+    FilesWithMatches,
+    /// The number of matching lines per file.
+    Count,
+}
+
+/// One file's results.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct GrepFile {
+    /// Absolute path.
+    pub path: String,
+    /// Matching lines in the file (all of them, even when `lines` is cut short).
+    pub matches: u64,
+    /// Content mode only: matching and context lines, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<GrepLine>,
+}
+
+/// A line of grep output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct GrepLine {
+    /// 1-based.
+    pub line_number: u64,
+    /// The line without its terminator (lossy UTF-8; very long lines are cut).
+    pub text: String,
+    /// A context line rather than a match.
+    #[serde(default)]
+    pub context: bool,
+}
+
+/// Which files to find.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GlobSpec {
+    /// Glob patterns over paths relative to `path` (`**/*.rs`, `src/**/mod.rs`); a file matching
+    /// any of them is returned.
+    pub patterns: Vec<String>,
+    /// Directory to search (absolute; default `/`).
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub hidden: bool,
+    #[serde(default)]
+    pub no_ignore: bool,
+    /// Default 1,000; the reply says when more matched.
+    #[serde(default)]
+    pub max_results: Option<u32>,
+}
+
+/// A file a glob found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct GlobMatch {
+    /// Absolute path.
+    pub path: String,
+    pub size: u64,
+    /// Modification time, Unix milliseconds.
+    pub modified_ms: i64,
 }
 
 /// How to start a process.
@@ -241,6 +355,21 @@ pub enum Reply {
     Watching,
     WatchEvent {
         event: WatchEvent,
+    },
+    /// A batch of grep results; `truncated` (on the last batch) says results were cut at
+    /// `max_results`. `files_searched` counts every file searched so far.
+    GrepMatches {
+        files: Vec<GrepFile>,
+        #[serde(default)]
+        truncated: bool,
+        #[serde(default)]
+        files_searched: u64,
+    },
+    /// A batch of glob results, newest first across batches; `truncated` as for grep.
+    GlobMatches {
+        matches: Vec<GlobMatch>,
+        #[serde(default)]
+        truncated: bool,
     },
     Ok,
     Error {

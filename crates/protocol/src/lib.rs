@@ -5,6 +5,7 @@
 //! This crate is deliberately free of runtime dependencies (no tokio, axum or sqlx): only serde for
 //! the wire format, `schemars` for JSON Schema and `utoipa` for OpenAPI descriptions.
 
+pub mod agent;
 pub mod envd;
 pub mod error;
 pub mod event;

@@ -1,0 +1,1 @@
+//! The built-in agent tools. Placeholder while they are written.
