@@ -67,6 +67,9 @@ pub struct ProviderSettings {
     pub request_timeout: Duration,
     /// Extra headers on every request (`anthropic-beta`, `OpenAI-Organization`…).
     pub headers: Vec<(String, String)>,
+    /// The exact URL to call instead of `base_url` + the protocol's path (a custom endpoint such
+    /// as `https://my-model.example.com/v1/chat`).
+    pub exact_url: Option<String>,
 }
 
 impl ProviderSettings {
@@ -79,12 +82,17 @@ impl ProviderSettings {
             retry: RetryPolicy::default(),
             request_timeout: Duration::from_secs(600),
             headers: Vec::new(),
+            exact_url: None,
         }
     }
 
-    /// `base_url` joined with `path` (which starts with `/`), without a doubled slash.
+    /// The URL to call: `exact_url` when set, else `base_url` joined with `path` (which starts
+    /// with `/`) without a doubled slash. Every adapter builds its request URL through this.
     pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base_url.trim_end_matches('/'), path)
+        match &self.exact_url {
+            Some(url) => url.clone(),
+            None => format!("{}{}", self.base_url.trim_end_matches('/'), path),
+        }
     }
 }
 
