@@ -7,6 +7,8 @@
 //! their own test files; here the model is a test double of the `Model` trait so that timing and
 //! failures are exact.)
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -627,8 +629,8 @@ async fn a_run_continues_from_its_checkpoint_without_rerunning_finished_tools() 
     assert_well_formed(&all, run_id);
     assert_eq!(all.iter().filter(|e| e.kind == "run.started").count(), 1);
     assert!(matches!(state.terminal, Some(AgentEvent::Complete { turns: 2, .. })));
-    let requests = model.requests.lock().unwrap();
-    assert_eq!(requests[0].messages[2].content.len(), 2, "both results reach the model");
+    let results_sent = model.requests.lock().unwrap()[0].messages[2].content.len();
+    assert_eq!(results_sent, 2, "both results reach the model");
     // A finished run is never run again.
     let again = run(&agent2, state.clone(), &RunControl::new(), &mut CollectingSink::default()).await.unwrap();
     assert_eq!(again, state);

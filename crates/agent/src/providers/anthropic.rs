@@ -1,18 +1,106 @@
-//! Placeholder: the Anthropic adapter is being written.
+//! The Anthropic Messages API adapter: maps a [`ModelRequest`] onto `POST {base}/v1/messages`
+//! (text, thinking blocks with their signatures, redacted thinking, tool use and tool results),
+//! parses the streamed server-sent events (`message_start` … `message_stop`, `ping`, `error`) into
+//! [`Delta`]s and a consolidated [`ModelResponse`], and maps Anthropic's error bodies onto
+//! [`ModelErrorKind`]s.
 
-use crate::model::{DeltaSink, Model, ModelError, ModelRequest, ModelResponse};
+mod stream;
+
+use std::sync::{Mutex, PoisonError};
+
+use eventsource_stream::{EventStreamError, Eventsource};
+use futures::StreamExt;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use runtools_protocol::agent::{ContentBlock, Message, Role};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use self::stream::StreamState;
+use crate::model::{Delta, DeltaSink, Model, ModelError, ModelErrorKind, ModelRequest, ModelResponse};
 use crate::providers::ProviderSettings;
+use crate::providers::http::{kind_for_status, retry_after, retrying, transport_error};
 
+/// The API version this adapter speaks.
+const API_VERSION: &str = "2023-06-01";
+
+/// A model behind the Anthropic Messages API (or a server speaking it).
 #[derive(Debug)]
 pub struct Anthropic {
     settings: ProviderSettings,
-    #[allow(dead_code)]
     http: reqwest::Client,
 }
 
 impl Anthropic {
     pub fn new(settings: ProviderSettings, http: reqwest::Client) -> Self {
         Self { settings, http }
+    }
+
+    /// One try: the timeout covers sending and reading the whole stream. An error after deltas
+    /// reached the sink is marked `partial`, so it is not retried.
+    async fn attempt(
+        &self,
+        body: &bytes::Bytes,
+        model: &str,
+        sink: &Mutex<DeltaSink<'_>>,
+    ) -> Result<ModelResponse, ModelError> {
+        let mut emitter = Emitter { sink, sent: false };
+        let timeout = self.settings.request_timeout;
+        let result = tokio::time::timeout(timeout, self.call(body, model, &mut emitter)).await;
+        let result = result.unwrap_or_else(|_| {
+            Err(ModelError::new(
+                self.settings.name,
+                ModelErrorKind::Transport,
+                format!("no complete answer within {}s", timeout.as_secs_f64()),
+            ))
+        });
+        result.map_err(|mut error| {
+            error.partial |= emitter.sent;
+            error
+        })
+    }
+
+    async fn call(
+        &self,
+        body: &bytes::Bytes,
+        model: &str,
+        emitter: &mut Emitter<'_, '_>,
+    ) -> Result<ModelResponse, ModelError> {
+        let provider = self.settings.name;
+        let mut builder = self
+            .http
+            .post(self.settings.url("/v1/messages"))
+            .header("anthropic-version", API_VERSION)
+            .header("content-type", "application/json")
+            .header("accept", "text/event-stream");
+        if let Some(key) = &self.settings.api_key {
+            let mut value = HeaderValue::from_str(key.expose()).map_err(|_| {
+                ModelError::new(provider, ModelErrorKind::Authentication, "the API key is not a valid header value")
+            })?;
+            value.set_sensitive(true);
+            builder = builder.header("x-api-key", value);
+        }
+        builder = builder.headers(extra_headers(provider, &self.settings.headers)?);
+        let response = builder.body(body.clone()).send().await.map_err(|error| transport_error(provider, &error))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(error_from_response(provider, response).await);
+        }
+
+        let mut events = response.bytes_stream().eventsource();
+        let mut state = StreamState::new(model);
+        while let Some(event) = events.next().await {
+            let event = event.map_err(|error| match error {
+                EventStreamError::Transport(error) => transport_error(provider, &error),
+                other => ModelError::protocol(provider, format!("malformed event stream: {other}")),
+            })?;
+            if event.data.is_empty() {
+                continue;
+            }
+            if state.apply(provider, &event.event, &event.data, emitter)? {
+                return state.finish(provider);
+            }
+        }
+        Err(ModelError::new(provider, ModelErrorKind::Transport, "the event stream ended before `message_stop`"))
     }
 }
 
@@ -22,7 +110,302 @@ impl Model for Anthropic {
         self.settings.name
     }
 
-    async fn stream(&self, _request: &ModelRequest, _sink: DeltaSink<'_>) -> Result<ModelResponse, ModelError> {
-        Err(ModelError::protocol(self.settings.name, "not written yet"))
+    async fn stream(&self, request: &ModelRequest, sink: DeltaSink<'_>) -> Result<ModelResponse, ModelError> {
+        let body = serde_json::to_vec(&request_body(request))
+            .map_err(|error| ModelError::protocol(self.settings.name, format!("cannot encode the request: {error}")))?;
+        let body = bytes::Bytes::from(body);
+        tracing::debug!(
+            provider = self.settings.name,
+            model = %request.model,
+            messages = request.messages.len(),
+            tools = request.tools.len(),
+            "anthropic messages call"
+        );
+        let sink = Mutex::new(sink);
+        let response = retrying(&self.settings.retry, |_| self.attempt(&body, &request.model, &sink)).await?;
+        tracing::debug!(
+            provider = self.settings.name,
+            model = %response.model,
+            stop_reason = ?response.stop_reason,
+            input_tokens = response.usage.input_tokens,
+            output_tokens = response.usage.output_tokens,
+            "anthropic messages call finished"
+        );
+        Ok(response)
+    }
+}
+
+/// `settings.headers` as a map that replaces same-named defaults (`anthropic-version`…); a name or
+/// value HTTP does not allow is a configuration mistake, not a network failure to retry.
+fn extra_headers(provider: &'static str, headers: &[(String, String)]) -> Result<HeaderMap, ModelError> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let invalid = || {
+            ModelError::new(
+                provider,
+                ModelErrorKind::InvalidRequest,
+                format!("the extra header `{name}` is not valid HTTP"),
+            )
+        };
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
+        let value = HeaderValue::from_str(value).map_err(|_| invalid())?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+/// Pushes deltas to the caller's sink and remembers that it did.
+struct Emitter<'s, 'a> {
+    sink: &'s Mutex<DeltaSink<'a>>,
+    sent: bool,
+}
+
+impl Emitter<'_, '_> {
+    fn emit(&mut self, delta: Delta) {
+        let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
+        (*sink)(delta);
+        self.sent = true;
+    }
+}
+
+/// The JSON body of a streaming Messages call.
+pub(crate) fn request_body(request: &ModelRequest) -> Value {
+    let mut body = Map::new();
+    body.insert("model".into(), json!(request.model));
+    body.insert("max_tokens".into(), json!(request.max_tokens));
+    if let Some(system) = request.system.as_deref().filter(|system| !system.is_empty()) {
+        body.insert("system".into(), json!(system));
+    }
+    body.insert("messages".into(), Value::Array(request.messages.iter().filter_map(wire_message).collect()));
+    if !request.tools.is_empty() {
+        let tools = request
+            .tools
+            .iter()
+            .map(|tool| json!({"name": tool.name, "description": tool.description, "input_schema": tool.input_schema}))
+            .collect();
+        body.insert("tools".into(), Value::Array(tools));
+    }
+    body.insert("stream".into(), json!(true));
+    match request.thinking {
+        Some(thinking) => {
+            body.insert("thinking".into(), json!({"type": "enabled", "budget_tokens": thinking.budget_tokens}));
+            if request.temperature.is_some() {
+                // The API rejects any temperature but 1 while thinking is enabled.
+                tracing::debug!("temperature is not sent to Anthropic while extended thinking is enabled");
+            }
+        }
+        None => {
+            if let Some(temperature) = request.temperature {
+                // Rounded so 0.7f32 goes out as 0.7, not 0.699999988079071.
+                body.insert("temperature".into(), json!((f64::from(temperature) * 1e6).round() / 1e6));
+            }
+        }
+    }
+    Value::Object(body)
+}
+
+/// One neutral message as an Anthropic message; `None` when nothing in it can be sent.
+fn wire_message(message: &Message) -> Option<Value> {
+    let mut results = Vec::new();
+    let mut blocks = Vec::new();
+    for block in &message.content {
+        match block {
+            // The API rejects empty text blocks.
+            ContentBlock::Text { text } if text.is_empty() => {}
+            ContentBlock::Text { text } => blocks.push(json!({"type": "text", "text": text})),
+            ContentBlock::Thinking { thinking, signature: Some(signature), .. } => {
+                blocks.push(json!({"type": "thinking", "thinking": thinking, "signature": signature}));
+            }
+            // Reasoning without an Anthropic signature (another provider's) cannot be verified.
+            ContentBlock::Thinking { signature: None, .. } => {}
+            ContentBlock::RedactedThinking { data } => blocks.push(json!({"type": "redacted_thinking", "data": data})),
+            ContentBlock::ToolUse { id, name, input, .. } => {
+                let input = if input.is_null() { json!({}) } else { input.clone() };
+                blocks.push(json!({"type": "tool_use", "id": id, "name": name, "input": input}));
+            }
+            ContentBlock::ToolResult { tool_use_id, content, is_error, .. } => results.push(json!({
+                "type": "tool_result",
+                "tool_use_id": tool_use_id,
+                "content": content,
+                "is_error": is_error,
+            })),
+        }
+    }
+    // Tool results must come first in their user message.
+    results.extend(blocks);
+    if results.is_empty() {
+        return None;
+    }
+    let role = match message.role {
+        Role::User => "user",
+        Role::Assistant => "assistant",
+    };
+    Some(json!({"role": role, "content": results}))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WireError {
+    #[serde(default, rename = "type")]
+    kind: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// An error body: `{"type": "error", "error": {"type", "message"}, "request_id"?}`.
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    error: WireError,
+    #[serde(default)]
+    request_id: Option<String>,
+}
+
+/// The kind of an Anthropic error type (`overloaded_error`…), refined by its message.
+fn kind_for_error(error_type: &str, message: &str, status: Option<u16>) -> ModelErrorKind {
+    match error_type {
+        "rate_limit_error" => ModelErrorKind::RateLimited,
+        "overloaded_error" => ModelErrorKind::Overloaded,
+        "api_error" | "timeout_error" => ModelErrorKind::Server,
+        "authentication_error" | "permission_error" => ModelErrorKind::Authentication,
+        "not_found_error" => ModelErrorKind::NotFound,
+        "request_too_large" => ModelErrorKind::ContextOverflow,
+        "invalid_request_error" if is_context_overflow(message) => ModelErrorKind::ContextOverflow,
+        "invalid_request_error" => ModelErrorKind::InvalidRequest,
+        _ => status.map_or(ModelErrorKind::Server, kind_for_status),
+    }
+}
+
+/// "prompt is too long: 210000 tokens > 200000 maximum", or input plus `max_tokens` over the limit.
+fn is_context_overflow(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("prompt is too long") || message.contains("exceed context limit")
+}
+
+fn describe(error: &WireError) -> String {
+    match (error.kind.is_empty(), error.message.is_empty()) {
+        (false, false) => format!("{}: {}", error.kind, error.message),
+        (false, true) => error.kind.clone(),
+        (true, _) => error.message.clone(),
+    }
+}
+
+/// A non-2xx answer as a [`ModelError`], from its status, `retry-after` and error body.
+async fn error_from_response(provider: &'static str, response: reqwest::Response) -> ModelError {
+    let status = response.status().as_u16();
+    let wait = retry_after(response.headers());
+    let request_id = response.headers().get("request-id").and_then(|value| value.to_str().ok()).map(str::to_owned);
+    let text = response.text().await.unwrap_or_default();
+    let (kind, mut message, body_request_id) = match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(body) => (
+            kind_for_error(&body.error.kind, &body.error.message, Some(status)),
+            describe(&body.error),
+            body.request_id,
+        ),
+        Err(_) => {
+            let snippet: String = text.chars().take(500).collect();
+            let message = if snippet.trim().is_empty() { format!("HTTP {status}") } else { snippet };
+            (kind_for_status(status), message, None)
+        }
+    };
+    if let Some(id) = request_id.or(body_request_id) {
+        message.push_str(&format!(" (request-id {id})"));
+    }
+    ModelError::new(provider, kind, message).with_status(status).with_retry_after(wait)
+}
+
+#[cfg(test)]
+mod tests {
+    use runtools_protocol::agent::{StopReason, ToolSpec};
+
+    use super::stream::stop_reason;
+    use super::*;
+    use crate::model::ThinkingConfig;
+
+    #[test]
+    fn stop_reasons_and_error_types_are_normalised() {
+        assert_eq!(stop_reason("end_turn"), StopReason::EndTurn);
+        assert_eq!(stop_reason("pause_turn"), StopReason::PauseTurn);
+        assert_eq!(stop_reason("refusal"), StopReason::Refusal);
+        assert_eq!(stop_reason("model_context_window_exceeded"), StopReason::Other);
+        assert_eq!(kind_for_error("overloaded_error", "Overloaded", None), ModelErrorKind::Overloaded);
+        assert_eq!(
+            kind_for_error("invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum", Some(400)),
+            ModelErrorKind::ContextOverflow
+        );
+        assert_eq!(
+            kind_for_error("invalid_request_error", "messages: Field required", Some(400)),
+            ModelErrorKind::InvalidRequest
+        );
+        assert_eq!(kind_for_error("permission_error", "nope", Some(403)), ModelErrorKind::Authentication);
+        assert_eq!(kind_for_error("billing_error", "no credit", Some(402)), ModelErrorKind::InvalidRequest);
+    }
+
+    #[test]
+    fn request_body_maps_every_block_and_puts_tool_results_first() {
+        let request = ModelRequest {
+            model: "claude-sonnet-4-20250514".into(),
+            system: Some("Be brief.".into()),
+            messages: vec![
+                Message::user("hi"),
+                Message {
+                    role: Role::Assistant,
+                    content: vec![
+                        ContentBlock::Thinking {
+                            thinking: "hmm".into(),
+                            signature: Some("sig".into()),
+                            provider_data: None,
+                        },
+                        ContentBlock::Thinking { thinking: "foreign".into(), signature: None, provider_data: None },
+                        ContentBlock::RedactedThinking { data: "opaque".into() },
+                        ContentBlock::text(""),
+                        ContentBlock::ToolUse {
+                            id: "t1".into(),
+                            name: "ls".into(),
+                            input: Value::Null,
+                            provider_data: None,
+                        },
+                    ],
+                },
+                Message {
+                    role: Role::User,
+                    content: vec![
+                        ContentBlock::text("and also"),
+                        ContentBlock::ToolResult {
+                            tool_use_id: "t1".into(),
+                            name: "ls".into(),
+                            content: "boom".into(),
+                            is_error: true,
+                        },
+                    ],
+                },
+            ],
+            tools: vec![ToolSpec {
+                name: "ls".into(),
+                description: "List".into(),
+                input_schema: json!({"type": "object"}),
+            }],
+            max_tokens: 2048,
+            temperature: Some(0.7),
+            thinking: Some(ThinkingConfig { budget_tokens: 1024 }),
+        };
+        let body = request_body(&request);
+        assert_eq!(body["system"], "Be brief.");
+        assert_eq!(body["stream"], true);
+        assert_eq!(body["thinking"], json!({"type": "enabled", "budget_tokens": 1024}));
+        assert!(body.get("temperature").is_none(), "thinking requires the default temperature");
+        assert_eq!(body["tools"][0]["input_schema"], json!({"type": "object"}));
+        assert_eq!(
+            body["messages"][1]["content"],
+            json!([
+                {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+                {"type": "redacted_thinking", "data": "opaque"},
+                {"type": "tool_use", "id": "t1", "name": "ls", "input": {}},
+            ])
+        );
+        assert_eq!(body["messages"][2]["content"][0]["type"], "tool_result");
+        assert_eq!(body["messages"][2]["content"][0]["is_error"], true);
+        assert_eq!(body["messages"][2]["content"][1], json!({"type": "text", "text": "and also"}));
+
+        let plain = ModelRequest { thinking: None, ..request };
+        assert_eq!(request_body(&plain)["temperature"], json!(0.7));
     }
 }
