@@ -36,7 +36,10 @@ pub enum Delta {
     Text(String),
     Thinking(String),
     /// A tool call began streaming (its arguments follow and are not streamed as deltas).
-    ToolCallStarted { id: String, name: String },
+    ToolCallStarted {
+        id: String,
+        name: String,
+    },
 }
 
 /// The consolidated answer of one model call.

@@ -7,10 +7,13 @@
 //!   answers, on a fresh data dir and on a restart.
 //! - `sandbox` ([`sandbox`]): the namespace sandbox backend (create-to-first-exec, exec round
 //!   trip, pause/resume, memory per idle sandbox) beside `bwrap` and gVisor's `runsc`.
+//! - `agent` ([`agent`]): the agent loop's CPU per step and memory per concurrent run against a
+//!   zero-latency model server, beside Python's `openai-agents`.
 
 // A benchmark CLI: its output is the table it prints on stdout, progress notes go to stderr.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod agent;
 mod cpu;
 mod http;
 mod load;
@@ -39,6 +42,8 @@ enum Command {
     Startup(startup::StartupArgs),
     /// The namespace sandbox backend beside `bwrap` and `runsc` (needs root and a static envd).
     Sandbox(sandbox::SandboxArgs),
+    /// The agent loop's overhead per step and memory per concurrent run, beside `openai-agents`.
+    Agent(agent::AgentArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +52,7 @@ fn main() -> ExitCode {
         Command::Http(args) => http::run(args),
         Command::Startup(args) => startup::run(&args),
         Command::Sandbox(args) => sandbox::run(&args),
+        Command::Agent(args) => agent::run_bench(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

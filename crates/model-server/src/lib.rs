@@ -15,6 +15,7 @@ mod anthropic;
 mod gemini;
 mod openai_chat;
 mod openai_responses;
+pub mod workload;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -94,6 +95,20 @@ pub struct Turn {
     pub delta_chars: usize,
     /// The model name the answer reports (default: the one requested).
     pub model: Option<String>,
+    /// Chat Completions only: render the way some OpenAI-compatible servers do (default: none).
+    pub chat_quirks: ChatQuirks,
+}
+
+/// Ways OpenAI-compatible servers (vLLM, Ollama, Together, Groq…) depart from OpenAI's own Chat
+/// Completions stream. Only the Chat Completions renderer reads them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChatQuirks {
+    /// Tool-call deltas carry no `id`.
+    pub no_tool_call_ids: bool,
+    /// `usage` rides on the chunk with `finish_reason` instead of a final `choices: []` chunk.
+    pub usage_with_finish: bool,
+    /// No `usage` at all, even when `stream_options.include_usage` asks for it.
+    pub no_usage: bool,
 }
 
 impl Default for Turn {
@@ -107,6 +122,7 @@ impl Default for Turn {
             output_tokens: 5,
             delta_chars: 8,
             model: None,
+            chat_quirks: ChatQuirks::default(),
         }
     }
 }
@@ -327,11 +343,16 @@ impl Drop for ModelServer {
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/messages", post(|s, q, h, b| receive(Api::Anthropic, "/v1/messages".into(), s, q, h, b)))
-        .route("/v1/chat/completions", post(|s, q, h, b| receive(Api::OpenaiChat, "/v1/chat/completions".into(), s, q, h, b)))
+        .route(
+            "/v1/chat/completions",
+            post(|s, q, h, b| receive(Api::OpenaiChat, "/v1/chat/completions".into(), s, q, h, b)),
+        )
         .route("/v1/responses", post(|s, q, h, b| receive(Api::OpenaiResponses, "/v1/responses".into(), s, q, h, b)))
         .route(
             "/v1beta/models/{*rest}",
-            post(|Path(rest): Path<String>, s, q, h, b| receive(Api::Gemini, format!("/v1beta/models/{rest}"), s, q, h, b)),
+            post(|Path(rest): Path<String>, s, q, h, b| {
+                receive(Api::Gemini, format!("/v1beta/models/{rest}"), s, q, h, b)
+            }),
         )
         .with_state(shared)
 }
@@ -394,11 +415,7 @@ fn render_error(api: Api, request: &Recorded, error: &ErrorReply) -> Response {
 
 /// A `text/event-stream` response from already-formatted SSE text.
 pub(crate) fn sse_response(body: String) -> Response {
-    (
-        StatusCode::OK,
-        [("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache")],
-        body,
-    )
+    (StatusCode::OK, [("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache")], body)
         .into_response()
 }
 
