@@ -1,19 +1,24 @@
 //! The host-side client for envd: [`EnvdClient`] speaks [`runtools_protocol::envd`] over any byte
 //! stream (a Unix socket, a virtio-serial port…), one connection carrying many concurrent streams.
-//! Processes live in [`process`], file transfers and watches in [`files`].
+//! Processes live in [`process`], file transfers and watches in [`files`], grep and glob in
+//! [`search`].
 
 mod connection;
 mod files;
 mod process;
+mod search;
 
 use std::sync::Arc;
 
-use runtools_protocol::envd::{AttachSpec, EnvdError, ExecSpec, FileEntry, ProcessInfo, Reply, Request};
+use runtools_protocol::envd::{
+    AttachSpec, EnvdError, ExecSpec, FileEntry, GlobSpec, GrepSpec, ProcessInfo, Reply, Request,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use connection::Connection;
 pub use files::{FileReader, Watch, WriteOptions};
 pub use process::{ExecOutput, Exit, Process, ProcessEvent};
+pub use search::{GlobResults, GrepResults};
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +202,17 @@ impl EnvdClient {
 
     pub async fn remove(&self, path: &str, recursive: bool) -> Result<(), ClientError> {
         self.unary_ok(&Request::Remove { path: path.to_owned(), recursive }).await
+    }
+
+    /// Searches file contents with a regex (in-process ripgrep inside envd, respecting
+    /// `.gitignore`), gathering every batch of the answer.
+    pub async fn grep(&self, spec: GrepSpec) -> Result<GrepResults, ClientError> {
+        search::grep(&self.connection, spec).await
+    }
+
+    /// Finds files whose path (relative to `spec.path`) matches glob patterns, newest first.
+    pub async fn glob(&self, spec: GlobSpec) -> Result<GlobResults, ClientError> {
+        search::glob(&self.connection, spec).await
     }
 
     /// Watches a directory (and, with `recursive`, everything below it) until the [`Watch`] is

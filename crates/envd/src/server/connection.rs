@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
-use super::{EnvdState, exec, files, watch};
+use super::{EnvdState, exec, files, search, watch};
 use crate::frame::{Frame, FrameError, read_frame, write_frame};
 
 /// Frames queued for the writer, across all streams of the connection.
@@ -261,5 +261,7 @@ async fn dispatch(mut context: StreamContext, request: Request) -> HandlerResult
         Request::Move { from, to } => files::rename(&context, from, to).await,
         Request::Remove { path, recursive } => files::remove(&context, path, recursive).await,
         Request::Watch { path, recursive } => watch::watch(&mut context, path, recursive).await,
+        Request::Grep(spec) => search::grep(&mut context, spec).await,
+        Request::Glob(spec) => search::glob(&mut context, spec).await,
     }
 }

@@ -7,6 +7,7 @@ mod exec;
 mod files;
 mod paths;
 mod processes;
+mod search;
 mod spawn;
 mod users;
 mod watch;

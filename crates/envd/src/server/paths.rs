@@ -111,11 +111,33 @@ impl SandboxRoot {
 
     /// Opens `path`, resolving every component (symlinks included) as if the root were `/`.
     pub(crate) fn open_at(&self, path: &SandboxPath, flags: OFlags, mode: Mode) -> Result<OwnedFd, EnvdError> {
+        self.open_relative(Path::new(&path.relative()), flags, mode, path)
+    }
+
+    /// Opens `real`, a path in envd's own namespace below [`Self::host_path`] (as a directory walk
+    /// yields them), with the same confinement as [`Self::open_at`]: should a component have been
+    /// swapped for a symlink meanwhile, it still resolves inside the root. Works for names that
+    /// are not UTF-8.
+    pub(crate) fn open_host_path(&self, real: &Path, flags: OFlags) -> Result<OwnedFd, EnvdError> {
+        let display = real.display();
+        let Ok(relative) = real.strip_prefix(&self.path) else {
+            return Err(envd_error(EnvdErrorCode::PathOutsideSandbox, format!("`{display}` is outside the sandbox")));
+        };
+        let relative = if relative.as_os_str().is_empty() { Path::new(".") } else { relative };
+        self.open_relative(relative, flags, Mode::empty(), display)
+    }
+
+    fn open_relative(
+        &self,
+        relative: &Path,
+        flags: OFlags,
+        mode: Mode,
+        path: impl std::fmt::Display,
+    ) -> Result<OwnedFd, EnvdError> {
         let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-        let relative = path.relative();
         let mut attempts = 0;
         loop {
-            match rustix::fs::openat2(&self.fd, relative.as_str(), flags | OFlags::CLOEXEC, mode, resolve) {
+            match rustix::fs::openat2(&self.fd, relative, flags | OFlags::CLOEXEC, mode, resolve) {
                 // The kernel asks for a retry when a rename raced the lookup.
                 Err(Errno::AGAIN) if attempts < 8 => attempts += 1,
                 Err(Errno::XDEV) => {
