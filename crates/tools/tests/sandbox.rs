@@ -1,0 +1,153 @@
+//! The tools inside a real namespace sandbox (the base template, envd as PID 1): bash, edit_file,
+//! read_file, grep and glob, with the default working directory and as the sandbox's user.
+//!
+//! Needs root and a static envd: `RUNTOOLS_ENVD_BINARY` (or `RUNTOOLS_ENVD_BIN`), else
+//! `<repo>/target/envd/x86_64-unknown-linux-gnu/release/envd` (`scripts/build-envd`). Without
+//! them the test says why and passes, unless `RUNTOOLS_TEST_REQUIRE_SANDBOXES=1`, which makes it
+//! fail — as the sandbox crate's own tests do.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use runtools_agent::{ToolCall, ToolOutput, ToolSet};
+use runtools_envd::EnvdClient;
+use runtools_protocol::SandboxId;
+use runtools_protocol::agent::ToolStatus;
+use runtools_protocol::sandbox::NetworkMode;
+use runtools_sandbox::{Backend, NamespaceBackend, NamespaceConfig, ResolvedLimits, SandboxSpec, Templates};
+use runtools_tools::{ToolContext, Toolbox};
+use serde_json::{Value, json};
+
+fn envd_binary() -> PathBuf {
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for variable in ["RUNTOOLS_ENVD_BINARY", "RUNTOOLS_ENVD_BIN"] {
+        if let Some(path) = std::env::var_os(variable) {
+            return workspace.join(path);
+        }
+    }
+    workspace.join("target/envd/x86_64-unknown-linux-gnu/release/envd")
+}
+
+/// True when the test can run here; otherwise says why (or fails, when sandboxes are required).
+fn can_run(test: &str) -> bool {
+    let root = std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0);
+    let envd = envd_binary();
+    let problem = if !root {
+        Some("sandboxes need root (namespaces, mounts, cgroups)".to_owned())
+    } else if !envd.is_file() {
+        Some(format!("no envd binary at {} (run scripts/build-envd, or set RUNTOOLS_ENVD_BINARY)", envd.display()))
+    } else {
+        None
+    };
+    let Some(problem) = problem else { return true };
+    if std::env::var("RUNTOOLS_TEST_REQUIRE_SANDBOXES").is_ok_and(|value| value == "1") {
+        panic!("{test}: {problem}, and RUNTOOLS_TEST_REQUIRE_SANDBOXES=1");
+    }
+    eprintln!("note: skipping {test}: {problem}");
+    false
+}
+
+/// A sandbox from the base template, deleted (with its cgroup parent) when dropped.
+struct Sandbox {
+    backend: NamespaceBackend,
+    id: SandboxId,
+    cgroup_parent: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    async fn create() -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        let cgroup_parent = format!("runtools-tools-test-{}", SandboxId::new().ulid().to_string().to_ascii_lowercase());
+        let mut config = NamespaceConfig::new(dir.path().join("sandboxes"), envd_binary());
+        config.cgroup_parent = cgroup_parent.clone();
+        let backend = NamespaceBackend::new(config).unwrap();
+        let base = Templates::open(dir.path().join("templates")).unwrap().get("base").unwrap();
+        let spec = SandboxSpec {
+            id: SandboxId::new(),
+            rootfs: base.rootfs.clone(),
+            host_layers: base.host_layers.clone(),
+            hostname: "sandbox".into(),
+            env: Vec::new(),
+            limits: ResolvedLimits { cpu: 1.0, memory_bytes: 256 << 20, pids: 256, disk_bytes: 256 << 20 },
+            network: NetworkMode::None,
+            volumes: Vec::new(),
+        };
+        backend.create(&spec).await.unwrap();
+        Sandbox { backend, id: spec.id, cgroup_parent, _dir: dir }
+    }
+
+    async fn client(&self) -> EnvdClient {
+        EnvdClient::new(self.backend.connect_envd(self.id).await.unwrap())
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let (backend, id) = (&self.backend, self.id);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                if let Err(error) = runtime.block_on(backend.delete(id)) {
+                    eprintln!("deleting sandbox {id}: {error}");
+                }
+            });
+        });
+        for controller in ["cpu", "cpuacct", "memory", "pids", "freezer", ""] {
+            let _ = std::fs::remove_dir(PathBuf::from("/sys/fs/cgroup").join(controller).join(&self.cgroup_parent));
+        }
+    }
+}
+
+async fn call(toolbox: &Toolbox, tool: &str, input: Value) -> ToolOutput {
+    let call = ToolCall { id: "1".into(), name: tool.into(), input };
+    let output = tokio::time::timeout(Duration::from_secs(60), toolbox.call(&call)).await.expect("the tool call hung");
+    assert_ne!(output.status, ToolStatus::Error, "{tool}: {}", output.content);
+    output
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bash_edit_file_grep_and_glob_work_in_a_namespace_sandbox() {
+    if !can_run("bash_edit_file_grep_and_glob_work_in_a_namespace_sandbox") {
+        return;
+    }
+    let sandbox = Sandbox::create().await;
+    // No working directory given: the base template has /home/user, so that is it.
+    let context = ToolContext::new(sandbox.client().await).with_user("user");
+    let toolbox = Toolbox::all(context);
+    assert_eq!(toolbox.context().working_dir().await, "/home/user");
+
+    let output = call(&toolbox, "bash", json!({"command": "pwd; id -un; echo $((6 * 7))"})).await;
+    assert_eq!(output.content, "/home/user\nuser\n42\n[exit code 0]");
+
+    // Create a file (and its directory), then edit it.
+    let created = json!({"path": "app/main.py", "old_string": "", "new_string": "ANSWER = 41\nprint(ANSWER)\n"});
+    assert_eq!(call(&toolbox, "edit_file", created).await.content, "Created app/main.py (2 lines).");
+    let edited =
+        call(&toolbox, "edit_file", json!({"path": "app/main.py", "old_string": "41", "new_string": "42"})).await;
+    assert!(edited.diff.unwrap().contains("-ANSWER = 41\n+ANSWER = 42\n"));
+
+    // The user's own commands see the change and can still change the file.
+    let output = call(
+        &toolbox,
+        "bash",
+        json!({"command": "stat -c '%U %a' app app/main.py && echo '# end' >> app/main.py && cat app/main.py"}),
+    )
+    .await;
+    assert_eq!(output.content, "user 755\nuser 644\nANSWER = 42\nprint(ANSWER)\n# end\n[exit code 0]");
+
+    let output = call(&toolbox, "read_file", json!({"path": "/home/user/app/main.py"})).await;
+    assert_eq!(output.content, "     1\tANSWER = 42\n     2\tprint(ANSWER)\n     3\t# end\n");
+
+    let output = call(&toolbox, "grep", json!({"pattern": "ANSWER", "output_mode": "content"})).await;
+    assert_eq!(output.content, "app/main.py:1:ANSWER = 42\napp/main.py:2:print(ANSWER)\n");
+
+    let output = call(&toolbox, "glob", json!({"pattern": "**/*.py"})).await;
+    assert_eq!(output.content, "app/main.py\n");
+
+    let output = call(&toolbox, "bash", json!({"command": "sleep 10", "timeout_secs": 1})).await;
+    assert_eq!(output.status, ToolStatus::Timeout);
+}
