@@ -1,5 +1,7 @@
 //! The tools inside a real namespace sandbox (the base template, envd as PID 1): bash, edit_file,
-//! read_file, grep and glob, with the default working directory and as the sandbox's user.
+//! read_file, grep and glob, with the default working directory and as the sandbox's user; and a
+//! whole agent run — the loop, the Anthropic adapter over HTTP against the wire-format model
+//! server, and these tools in the sandbox.
 //!
 //! Needs root and a static envd: `RUNTOOLS_ENVD_BINARY` (or `RUNTOOLS_ENVD_BIN`), else
 //! `<repo>/target/envd/x86_64-unknown-linux-gnu/release/envd` (`scripts/build-envd`). Without
@@ -12,7 +14,11 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use runtools_agent::{ToolCall, ToolOutput, ToolSet};
+use runtools_agent::providers::{ProviderSettings, RetryPolicy, WireProtocol, connect};
+use runtools_agent::{Agent, CollectingSink, RunControl, RunState, ToolCall, ToolOutput, ToolSet, run};
+use runtools_model_server::{ModelServer, ToolCall as ScriptedCall, Turn};
+use runtools_protocol::RunId;
+use runtools_protocol::agent::{AgentEvent, StopReason};
 use runtools_envd::EnvdClient;
 use runtools_protocol::SandboxId;
 use runtools_protocol::agent::ToolStatus;
@@ -150,4 +156,82 @@ async fn bash_edit_file_grep_and_glob_work_in_a_namespace_sandbox() {
 
     let output = call(&toolbox, "bash", json!({"command": "sleep 10", "timeout_secs": 1})).await;
     assert_eq!(output.status, ToolStatus::Timeout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_run_thinks_acts_and_repeats_in_a_sandbox() {
+    if !can_run("an_agent_run_thinks_acts_and_repeats_in_a_sandbox") {
+        return;
+    }
+    let sandbox = Sandbox::create().await;
+    let envd = sandbox.client().await;
+    let tools = Toolbox::new(["bash", "read_file", "edit_file", "grep", "glob"], ToolContext::new(envd.clone())).unwrap();
+
+    let server = ModelServer::start().await.unwrap();
+    let create = json!({"path": "app/main.py", "old_string": "", "new_string": "ANSWER = 41\nprint(ANSWER)\n"});
+    server.push(
+        Turn::tools(vec![ScriptedCall::new("toolu_1", "edit_file", create)])
+            .with_thinking("The project is empty; start with main.py.", "sig-1")
+            .with_text("I'll create the program."),
+    );
+    server.push(Turn::tools(vec![
+        ScriptedCall::new("toolu_2", "grep", json!({"pattern": "ANSWER", "output_mode": "content"})),
+        ScriptedCall::new("toolu_3", "glob", json!({"pattern": "**/*.py"})),
+    ]));
+    server.push(Turn::tools(vec![ScriptedCall::new(
+        "toolu_4",
+        "edit_file",
+        json!({"path": "app/main.py", "old_string": "ANSWER = 41", "new_string": "ANSWER = 42"}),
+    )]));
+    server.push(Turn::tools(vec![ScriptedCall::new("toolu_5", "bash", json!({"command": "cat app/main.py; exit 3"}))]));
+    server.push(Turn::text("The answer is now 42."));
+
+    let mut settings = ProviderSettings::new("anthropic", WireProtocol::Anthropic, server.url());
+    settings.api_key = Some(runtools_agent::ApiKey::new("sk-ant-test"));
+    settings.retry = RetryPolicy::none();
+    let model = connect(settings, reqwest::Client::new());
+    let mut agent = Agent::new(model, "claude-sonnet-4-20250514", std::sync::Arc::new(tools));
+    agent.system_prompt = Some("You are an expert software engineer.".into());
+    let mut sink = CollectingSink::default();
+    let state =
+        run(&agent, RunState::new(RunId::new(), "Make the program print 42."), &RunControl::new(), &mut sink).await.unwrap();
+
+    match state.terminal.clone().unwrap() {
+        AgentEvent::Complete { stop_reason, output, turns, usage, .. } => {
+            assert_eq!(stop_reason, StopReason::EndTurn);
+            assert_eq!(output, "The answer is now 42.");
+            assert_eq!(turns, 5);
+            assert!(usage.output_tokens > 0);
+        }
+        other => panic!("the run did not complete: {other:?} ({:?})", sink.kinds()),
+    }
+    let kinds = sink.kinds();
+    assert_eq!(kinds.iter().filter(|kind| **kind == "tool_result").count(), 5, "{kinds:?}");
+    assert!(kinds.contains(&"thinking") && kinds.contains(&"thinking.delta") && kinds.contains(&"message.delta"));
+    let results: Vec<&serde_json::Value> =
+        sink.events.iter().filter(|event| event.kind == "tool_result").map(|event| &event.data).collect();
+    for result in &results {
+        assert_eq!(result["status"], "ok", "{result}");
+    }
+    let edit = results.iter().find(|result| result["call_id"] == "toolu_4").unwrap();
+    assert!(edit["diff"].as_str().unwrap().contains("+ANSWER = 42"));
+    let bash = results.iter().find(|result| result["call_id"] == "toolu_5").unwrap();
+    assert_eq!(bash["exit_code"], 3, "a failing command is still a result the model reads");
+    assert!(bash["output"].as_str().unwrap().contains("ANSWER = 42"));
+
+    // What the model was sent: its thinking (signature unchanged) and each tool's real output.
+    let requests = server.requests();
+    assert_eq!(requests.len(), 5);
+    assert_eq!(requests[0].header("x-api-key"), Some("sk-ant-test"));
+    assert_eq!(requests[0].body["system"], "You are an expert software engineer.");
+    let second = requests[1].body["messages"].to_string();
+    assert!(second.contains("\"signature\":\"sig-1\""), "{second}");
+    assert!(second.contains("Created app/main.py"), "{second}");
+    let third = requests[2].body["messages"].to_string();
+    assert!(third.contains("app/main.py:1:ANSWER = 41"), "{third}");
+
+    // And the sandbox really changed.
+    let (_, mut reader) = envd.read("/home/user/app/main.py", None, None).await.unwrap();
+    let contents = reader.read_to_end().await.unwrap();
+    assert_eq!(String::from_utf8(contents).unwrap(), "ANSWER = 42\nprint(ANSWER)\n");
 }
