@@ -250,14 +250,7 @@ pub enum AgentEvent {
     Resumed {},
     /// Terminal: the run finished.
     #[serde(rename = "complete")]
-    Complete {
-        stop_reason: StopReason,
-        output: String,
-        usage: Usage,
-        cost_usd: f64,
-        turns: u32,
-        duration_ms: u64,
-    },
+    Complete { stop_reason: StopReason, output: String, usage: Usage, cost_usd: f64, turns: u32, duration_ms: u64 },
     /// Terminal: the run failed.
     #[serde(rename = "failed")]
     Failed { code: RunErrorCode, message: String, usage: Usage, cost_usd: f64, turns: u32 },

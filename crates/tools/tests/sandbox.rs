@@ -16,12 +16,12 @@ use std::time::Duration;
 
 use runtools_agent::providers::{ProviderSettings, RetryPolicy, WireProtocol, connect};
 use runtools_agent::{Agent, CollectingSink, RunControl, RunState, ToolCall, ToolOutput, ToolSet, run};
+use runtools_envd::EnvdClient;
 use runtools_model_server::{ModelServer, ToolCall as ScriptedCall, Turn};
 use runtools_protocol::RunId;
-use runtools_protocol::agent::{AgentEvent, StopReason};
-use runtools_envd::EnvdClient;
 use runtools_protocol::SandboxId;
 use runtools_protocol::agent::ToolStatus;
+use runtools_protocol::agent::{AgentEvent, StopReason};
 use runtools_protocol::sandbox::NetworkMode;
 use runtools_sandbox::{Backend, NamespaceBackend, NamespaceConfig, ResolvedLimits, SandboxSpec, Templates};
 use runtools_tools::{ToolContext, Toolbox};
@@ -165,7 +165,8 @@ async fn an_agent_run_thinks_acts_and_repeats_in_a_sandbox() {
     }
     let sandbox = Sandbox::create().await;
     let envd = sandbox.client().await;
-    let tools = Toolbox::new(["bash", "read_file", "edit_file", "grep", "glob"], ToolContext::new(envd.clone())).unwrap();
+    let tools =
+        Toolbox::new(["bash", "read_file", "edit_file", "grep", "glob"], ToolContext::new(envd.clone())).unwrap();
 
     let server = ModelServer::start().await.unwrap();
     let create = json!({"path": "app/main.py", "old_string": "", "new_string": "ANSWER = 41\nprint(ANSWER)\n"});
@@ -193,8 +194,9 @@ async fn an_agent_run_thinks_acts_and_repeats_in_a_sandbox() {
     let mut agent = Agent::new(model, "claude-sonnet-4-20250514", std::sync::Arc::new(tools));
     agent.system_prompt = Some("You are an expert software engineer.".into());
     let mut sink = CollectingSink::default();
-    let state =
-        run(&agent, RunState::new(RunId::new(), "Make the program print 42."), &RunControl::new(), &mut sink).await.unwrap();
+    let state = run(&agent, RunState::new(RunId::new(), "Make the program print 42."), &RunControl::new(), &mut sink)
+        .await
+        .unwrap();
 
     match state.terminal.clone().unwrap() {
         AgentEvent::Complete { stop_reason, output, turns, usage, .. } => {
