@@ -66,13 +66,7 @@ impl ModelResponse {
 
     /// The concatenated text blocks.
     pub fn text(&self) -> String {
-        let mut out = String::new();
-        for block in &self.content {
-            if let ContentBlock::Text { text } = block {
-                out.push_str(text);
-            }
-        }
-        out
+        runtools_protocol::agent::joined_text(&self.content)
     }
 }
 

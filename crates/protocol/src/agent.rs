@@ -85,14 +85,19 @@ impl Message {
 
     /// The concatenated text blocks.
     pub fn text(&self) -> String {
-        let mut out = String::new();
-        for block in &self.content {
-            if let ContentBlock::Text { text } = block {
-                out.push_str(text);
-            }
-        }
-        out
+        joined_text(&self.content)
     }
+}
+
+/// The text blocks of `content`, concatenated.
+pub fn joined_text(content: &[ContentBlock]) -> String {
+    let mut out = String::new();
+    for block in content {
+        if let ContentBlock::Text { text } = block {
+            out.push_str(text);
+        }
+    }
+    out
 }
 
 /// A tool as the model sees it.

@@ -3,14 +3,12 @@
 //! whole agent run — the loop, the Anthropic adapter over HTTP against the wire-format model
 //! server, and these tools in the sandbox.
 //!
-//! Needs root and a static envd: `RUNTOOLS_ENVD_BINARY` (or `RUNTOOLS_ENVD_BIN`), else
-//! `<repo>/target/envd/x86_64-unknown-linux-gnu/release/envd` (`scripts/build-envd`). Without
-//! them the test says why and passes, unless `RUNTOOLS_TEST_REQUIRE_SANDBOXES=1`, which makes it
-//! fail — as the sandbox crate's own tests do.
+//! Needs root and a static envd (`RUNTOOLS_ENVD_BINARY`, else the one `scripts/build-envd`
+//! builds): see `runtools_test_support::sandbox_prerequisites`. Without them the tests say why and
+//! pass, unless `RUNTOOLS_TEST_REQUIRE_SANDBOXES=1`, which makes them fail.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -24,37 +22,9 @@ use runtools_protocol::agent::ToolStatus;
 use runtools_protocol::agent::{AgentEvent, StopReason};
 use runtools_protocol::sandbox::NetworkMode;
 use runtools_sandbox::{Backend, NamespaceBackend, NamespaceConfig, ResolvedLimits, SandboxSpec, Templates};
+use runtools_test_support::sandbox_prerequisites;
 use runtools_tools::{ToolContext, Toolbox};
 use serde_json::{Value, json};
-
-fn envd_binary() -> PathBuf {
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    for variable in ["RUNTOOLS_ENVD_BINARY", "RUNTOOLS_ENVD_BIN"] {
-        if let Some(path) = std::env::var_os(variable) {
-            return workspace.join(path);
-        }
-    }
-    workspace.join("target/envd/x86_64-unknown-linux-gnu/release/envd")
-}
-
-/// True when the test can run here; otherwise says why (or fails, when sandboxes are required).
-fn can_run(test: &str) -> bool {
-    let root = std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0);
-    let envd = envd_binary();
-    let problem = if !root {
-        Some("sandboxes need root (namespaces, mounts, cgroups)".to_owned())
-    } else if !envd.is_file() {
-        Some(format!("no envd binary at {} (run scripts/build-envd, or set RUNTOOLS_ENVD_BINARY)", envd.display()))
-    } else {
-        None
-    };
-    let Some(problem) = problem else { return true };
-    if std::env::var("RUNTOOLS_TEST_REQUIRE_SANDBOXES").is_ok_and(|value| value == "1") {
-        panic!("{test}: {problem}, and RUNTOOLS_TEST_REQUIRE_SANDBOXES=1");
-    }
-    eprintln!("note: skipping {test}: {problem}");
-    false
-}
 
 /// A sandbox from the base template, deleted (with its cgroup parent) when dropped.
 struct Sandbox {
@@ -65,10 +35,10 @@ struct Sandbox {
 }
 
 impl Sandbox {
-    async fn create() -> Sandbox {
+    async fn create(envd: PathBuf) -> Sandbox {
         let dir = tempfile::tempdir().unwrap();
         let cgroup_parent = format!("runtools-tools-test-{}", SandboxId::new().ulid().to_string().to_ascii_lowercase());
-        let mut config = NamespaceConfig::new(dir.path().join("sandboxes"), envd_binary());
+        let mut config = NamespaceConfig::new(dir.path().join("sandboxes"), envd);
         config.cgroup_parent = cgroup_parent.clone();
         let backend = NamespaceBackend::new(config).unwrap();
         let base = Templates::open(dir.path().join("templates")).unwrap().get("base").unwrap();
@@ -117,10 +87,8 @@ async fn call(toolbox: &Toolbox, tool: &str, input: Value) -> ToolOutput {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bash_edit_file_grep_and_glob_work_in_a_namespace_sandbox() {
-    if !can_run("bash_edit_file_grep_and_glob_work_in_a_namespace_sandbox") {
-        return;
-    }
-    let sandbox = Sandbox::create().await;
+    let Some(envd) = sandbox_prerequisites() else { return };
+    let sandbox = Sandbox::create(envd).await;
     // No working directory given: the base template has /home/user, so that is it.
     let context = ToolContext::new(sandbox.client().await).with_user("user");
     let toolbox = Toolbox::all(context);
@@ -160,10 +128,8 @@ async fn bash_edit_file_grep_and_glob_work_in_a_namespace_sandbox() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_run_thinks_acts_and_repeats_in_a_sandbox() {
-    if !can_run("an_agent_run_thinks_acts_and_repeats_in_a_sandbox") {
-        return;
-    }
-    let sandbox = Sandbox::create().await;
+    let Some(envd) = sandbox_prerequisites() else { return };
+    let sandbox = Sandbox::create(envd).await;
     let envd = sandbox.client().await;
     let tools =
         Toolbox::new(["bash", "read_file", "edit_file", "grep", "glob"], ToolContext::new(envd.clone())).unwrap();

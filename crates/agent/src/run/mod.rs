@@ -335,34 +335,24 @@ impl Runner<'_> {
     ) -> Result<(), Halt> {
         let mut pending = Some(first);
         while let Some(delta) = pending.take() {
-            match delta {
-                Delta::Text(mut text) => {
-                    while let Ok(next) = queued.try_recv() {
-                        match next {
-                            Delta::Text(more) => text.push_str(&more),
-                            other => {
-                                pending = Some(other);
-                                break;
-                            }
-                        }
-                    }
-                    self.emit(Some(step), AgentEvent::MessageDelta { text }).await?;
-                }
-                Delta::Thinking(mut text) => {
-                    while let Ok(next) = queued.try_recv() {
-                        match next {
-                            Delta::Thinking(more) => text.push_str(&more),
-                            other => {
-                                pending = Some(other);
-                                break;
-                            }
-                        }
-                    }
-                    self.emit(Some(step), AgentEvent::ThinkingDelta { text }).await?;
-                }
+            let (thinking, mut text) = match delta {
+                Delta::Text(text) => (false, text),
+                Delta::Thinking(text) => (true, text),
                 // The consolidated `tool_call` event follows once the arguments are complete.
-                Delta::ToolCallStarted { .. } => {}
+                Delta::ToolCallStarted { .. } => continue,
+            };
+            while let Ok(next) = queued.try_recv() {
+                match next {
+                    Delta::Text(more) if !thinking => text.push_str(&more),
+                    Delta::Thinking(more) if thinking => text.push_str(&more),
+                    other => {
+                        pending = Some(other);
+                        break;
+                    }
+                }
             }
+            let event = if thinking { AgentEvent::ThinkingDelta { text } } else { AgentEvent::MessageDelta { text } };
+            self.emit(Some(step), event).await?;
         }
         Ok(())
     }
