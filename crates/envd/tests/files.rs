@@ -1,10 +1,12 @@
 //! Files through the real envd binary, confined to a temp root: a 100 MiB round trip in bounded
-//! memory, stat/list/mkdir/move/remove, error codes, path escapes and watches.
+//! memory, stat/list/mkdir/move/remove, ownership (replaced files keep theirs; new files can be a
+//! user's), error codes, path escapes and watches.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 mod common;
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::Duration;
 
 use common::TestEnvd;
@@ -121,6 +123,130 @@ async fn writes_atomically_appends_and_sets_modes() {
     assert_eq!(code(client.write("/missing/dir/f", WriteOptions::default(), &b"x"[..]).await), EnvdErrorCode::NotFound);
     client.mkdir("/adir", false).await.unwrap();
     assert_eq!(code(client.write("/adir", WriteOptions::default(), &b"x"[..]).await), EnvdErrorCode::IsADirectory);
+}
+
+/// Changing owners needs root; without it, says so and skips.
+fn running_as_root() -> bool {
+    let root = rustix::process::geteuid().is_root();
+    if !root {
+        eprintln!("note: skipping: changing owners needs root");
+    }
+    root
+}
+
+/// Uid and gid of a path in the sandbox root (not following a final symlink).
+fn owner(envd: &TestEnvd, path: &str) -> (u32, u32) {
+    let meta = std::fs::symlink_metadata(envd.root().join(path)).unwrap();
+    (meta.uid(), meta.gid())
+}
+
+#[tokio::test]
+async fn replacing_a_file_keeps_its_owner_and_mode() {
+    if !running_as_root() {
+        return;
+    }
+    let envd = TestEnvd::start_with_root().await;
+    let client = envd.connect().await;
+    let theirs = envd.root().join("theirs.sh");
+    std::fs::write(&theirs, "old\n").unwrap();
+    std::os::unix::fs::chown(&theirs, Some(1000), Some(1001)).unwrap();
+    // Set after the chown; a chown would clear the set-user-ID bit.
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o4750)).unwrap();
+
+    client.write("/theirs.sh", WriteOptions::default(), &b"new\n"[..]).await.unwrap();
+    assert_eq!(std::fs::read(&theirs).unwrap(), b"new\n");
+    assert_eq!(owner(&envd, "theirs.sh"), (1000, 1001));
+    assert_eq!(std::fs::metadata(&theirs).unwrap().mode() & 0o7777, 0o4750);
+
+    // A user for new files does not change an existing file's owner, replaced or appended to.
+    client.write_as("/theirs.sh", WriteOptions::default(), Some("1234"), &b"newer\n"[..]).await.unwrap();
+    assert_eq!(owner(&envd, "theirs.sh"), (1000, 1001));
+    let append = WriteOptions { append: true, ..WriteOptions::default() };
+    client.write_as("/theirs.sh", append, Some("1234"), &b"more\n"[..]).await.unwrap();
+    assert_eq!(std::fs::read(&theirs).unwrap(), b"newer\nmore\n");
+    assert_eq!(owner(&envd, "theirs.sh"), (1000, 1001));
+    // Nor does an explicit mode.
+    client.write("/theirs.sh", WriteOptions { mode: Some(0o600), ..WriteOptions::default() }, &b"x"[..]).await.unwrap();
+    assert_eq!(owner(&envd, "theirs.sh"), (1000, 1001));
+    assert_eq!(std::fs::metadata(&theirs).unwrap().mode() & 0o7777, 0o600);
+    // Root's files stay root's.
+    std::fs::write(envd.root().join("mine.txt"), "a").unwrap();
+    client.write_as("/mine.txt", WriteOptions::default(), Some("1234"), &b"b"[..]).await.unwrap();
+    assert_eq!(owner(&envd, "mine.txt"), (0, 0));
+    let names: Vec<String> = client.list("/", None).await.unwrap().into_iter().map(|e| e.name).collect();
+    assert_eq!(names, ["mine.txt", "theirs.sh"]);
+}
+
+#[tokio::test]
+async fn new_files_and_their_created_parents_belong_to_the_user() {
+    if !running_as_root() {
+        return;
+    }
+    let envd = TestEnvd::start_with_root().await;
+    let client = envd.connect().await;
+    let parents = WriteOptions { create_parents: true, ..WriteOptions::default() };
+
+    // A uid with no /etc/passwd entry: its group is the same number.
+    client.mkdir("/existing", false).await.unwrap();
+    client.write_as("/existing/a/b/new.txt", parents, Some("1234"), &b"x"[..]).await.unwrap();
+    assert_eq!(owner(&envd, "existing"), (0, 0));
+    for path in ["existing/a", "existing/a/b", "existing/a/b/new.txt"] {
+        assert_eq!(owner(&envd, path), (1234, 1234), "{path}");
+    }
+    // A name, with its login group, from the sandbox's /etc/passwd.
+    std::fs::create_dir(envd.root().join("etc")).unwrap();
+    std::fs::write(
+        envd.root().join("etc/passwd"),
+        "root:x:0:0::/root:/bin/sh\nalice:x:1500:1600::/home/alice:/bin/sh\n",
+    )
+    .unwrap();
+    client.write_as("/home/alice/notes.txt", parents, Some("alice"), &b"x"[..]).await.unwrap();
+    assert_eq!(owner(&envd, "home"), (1500, 1600));
+    assert_eq!(owner(&envd, "home/alice/notes.txt"), (1500, 1600));
+    // An append that creates the file gives it to the user too.
+    let append = WriteOptions { append: true, ..WriteOptions::default() };
+    client.write_as("/home/alice/log", append, Some("alice"), &b"1\n"[..]).await.unwrap();
+    client.write_as("/home/alice/log", append, Some("alice"), &b"2\n"[..]).await.unwrap();
+    assert_eq!(std::fs::read(envd.root().join("home/alice/log")).unwrap(), b"1\n2\n");
+    assert_eq!(owner(&envd, "home/alice/log"), (1500, 1600));
+    // Without a user, new files are envd's.
+    client.write("/home/alice/root.txt", WriteOptions::default(), &b"x"[..]).await.unwrap();
+    assert_eq!(owner(&envd, "home/alice/root.txt"), (0, 0));
+}
+
+#[tokio::test]
+async fn mkdir_gives_the_directories_it_creates_to_the_user() {
+    if !running_as_root() {
+        return;
+    }
+    let envd = TestEnvd::start_with_root().await;
+    let client = envd.connect().await;
+    client.mkdir("/top", false).await.unwrap();
+    client.mkdir_as("/top/x/y", true, Some("4321")).await.unwrap();
+    assert_eq!(owner(&envd, "top"), (0, 0));
+    assert_eq!(owner(&envd, "top/x"), (4321, 4321));
+    assert_eq!(owner(&envd, "top/x/y"), (4321, 4321));
+    client.mkdir_as("/top/z", false, Some("4321")).await.unwrap();
+    assert_eq!(owner(&envd, "top/z"), (4321, 4321));
+    // Existing directories are left alone.
+    client.mkdir_as("/top/x/y", true, Some("99")).await.unwrap();
+    assert_eq!(owner(&envd, "top/x/y"), (4321, 4321));
+}
+
+#[tokio::test]
+async fn an_unknown_user_is_refused_before_anything_is_created() {
+    let envd = TestEnvd::start_with_root().await;
+    let client = envd.connect().await;
+    let parents = WriteOptions { create_parents: true, ..WriteOptions::default() };
+    let result = client.write_as("/d/f.txt", parents, Some("nosuchuser"), &b"x"[..]).await;
+    assert_eq!(code(result), EnvdErrorCode::UnknownUser);
+    let append = WriteOptions { append: true, ..WriteOptions::default() };
+    assert_eq!(
+        code(client.write_as("/f.txt", append, Some("nosuchuser"), &b"x"[..]).await),
+        EnvdErrorCode::UnknownUser
+    );
+    assert_eq!(code(client.mkdir_as("/d/e", true, Some("nosuchuser")).await), EnvdErrorCode::UnknownUser);
+    assert!(client.list("/", None).await.unwrap().is_empty());
 }
 
 #[tokio::test]

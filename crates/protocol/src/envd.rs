@@ -106,9 +106,13 @@ pub enum Request {
         length: Option<u64>,
     },
     /// Client sends `Data` chunks then `Eof` → `Written`, `Close`. The file is written to a temp
-    /// file beside it and renamed into place at `Eof`, so readers never see half a file.
+    /// file beside it and renamed into place at `Eof`, so readers never see half a file. A file
+    /// being replaced keeps its owner (uid and gid) and, unless `mode` is set, its mode.
     Write {
         path: String,
+        /// Permission bits of the file, set exactly. Default: a replaced file's own; for a new
+        /// file `0o644` less envd's umask. (An append uses it only for a file it creates, less the
+        /// umask.)
         #[serde(default)]
         mode: Option<u32>,
         /// Create missing parent directories.
@@ -117,14 +121,26 @@ pub enum Request {
         /// Append instead of replacing (written in place, not atomically).
         #[serde(default)]
         append: bool,
+        /// Create a new file (and, with `create_parents`, the directories created for it) owned by
+        /// this user and their login group: a name or numeric uid, looked up in the sandbox's
+        /// `/etc/passwd` like [`ExecSpec::user`] (an unknown name is `UnknownUser`; a uid without
+        /// an entry gets the group of the same number). An existing file keeps its owner. Without
+        /// it, what envd creates is owned by envd's user (root).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
     },
-    /// → `Ok`, `Close`.
+    /// → `Ok`, `Close`. With `parents`, missing ancestors are created too and an existing
+    /// directory is fine.
     Mkdir {
         path: String,
         #[serde(default)]
         parents: bool,
         #[serde(default)]
         mode: Option<u32>,
+        /// Create the directories owned by this user, as for `Write`'s `user` (existing ones are
+        /// left alone).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
     },
     /// → `Ok`, `Close`.
     Move { from: String, to: String },
@@ -494,6 +510,24 @@ mod tests {
         let read: Request = serde_json::from_str(r#"{"op":"read","path":"/etc/hostname"}"#).unwrap();
         assert_eq!(read, Request::Read { path: "/etc/hostname".into(), offset: None, length: None });
         assert!(serde_json::from_str::<Request>(r#"{"op":"stat","path":"/","bogus":1}"#).is_err());
+    }
+
+    #[test]
+    fn write_and_mkdir_take_an_optional_user() {
+        let write: Request = serde_json::from_str(r#"{"op":"write","path":"/f"}"#).unwrap();
+        assert_eq!(
+            write,
+            Request::Write { path: "/f".into(), mode: None, create_parents: false, append: false, user: None }
+        );
+        // Without a user the request is what it was before `user` existed.
+        assert_eq!(
+            serde_json::to_string(&write).unwrap(),
+            r#"{"op":"write","path":"/f","mode":null,"create_parents":false,"append":false}"#
+        );
+        let mkdir = Request::Mkdir { path: "/d".into(), parents: true, mode: None, user: Some("user".into()) };
+        let json = serde_json::to_value(&mkdir).unwrap();
+        assert_eq!(json["user"], "user");
+        assert_eq!(serde_json::from_value::<Request>(json).unwrap(), mkdir);
     }
 
     #[test]

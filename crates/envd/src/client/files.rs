@@ -10,7 +10,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use super::ClientError;
 use super::connection::{Connection, Incoming, StreamHandle};
 
-/// How to write a file.
+/// How to write a file. (Who owns a new file is [`EnvdClient::write_as`]'s `user`.)
+///
+/// [`EnvdClient::write_as`]: super::EnvdClient::write_as
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteOptions {
     /// Permission bits for a new file (default `0o644`, less envd's umask).
@@ -58,11 +60,13 @@ impl FileReader {
     }
 }
 
-/// Streams `data` into `path`: at most a few chunks are in flight at any time.
+/// Streams `data` into `path` (what it creates owned by `user`): at most a few chunks are in
+/// flight at any time.
 pub(crate) async fn write<R: AsyncRead + Unpin + Send>(
     connection: &Arc<Connection>,
     path: &str,
     options: WriteOptions,
+    user: Option<&str>,
     mut data: R,
 ) -> Result<u64, ClientError> {
     let request = Request::Write {
@@ -70,6 +74,7 @@ pub(crate) async fn write<R: AsyncRead + Unpin + Send>(
         mode: options.mode,
         create_parents: options.create_parents,
         append: options.append,
+        user: user.map(str::to_owned),
     };
     let mut stream = connection.open(&request).await?;
     let mut buffer = BytesMut::with_capacity(MAX_DATA_CHUNK);

@@ -181,18 +181,42 @@ impl EnvdClient {
     }
 
     /// Writes `data` to `path`, streaming it in chunks; returns the bytes written. Unless
-    /// appending, readers see the old file until the new one is complete.
+    /// appending, readers see the old file until the new one is complete. A replaced file keeps
+    /// its owner and mode; a new one is owned by envd's user (root in a sandbox).
     pub async fn write<R: AsyncRead + Unpin + Send>(
         &self,
         path: &str,
         options: WriteOptions,
         data: R,
     ) -> Result<u64, ClientError> {
-        files::write(&self.connection, path, options, data).await
+        files::write(&self.connection, path, options, None, data).await
     }
 
+    /// [`Self::write`], with a new file (and the parent directories created for it) owned by
+    /// `user` — a name or uid in the sandbox's `/etc/passwd`, like `ExecSpec.user` — and its login
+    /// group. envd still writes as itself; an existing file keeps its owner. An unknown user is
+    /// `UnknownUser`.
+    pub async fn write_as<R: AsyncRead + Unpin + Send>(
+        &self,
+        path: &str,
+        options: WriteOptions,
+        user: Option<&str>,
+        data: R,
+    ) -> Result<u64, ClientError> {
+        files::write(&self.connection, path, options, user, data).await
+    }
+
+    /// Creates a directory (with `parents`, its missing ancestors too, and an existing directory
+    /// is fine), owned by envd's user.
     pub async fn mkdir(&self, path: &str, parents: bool) -> Result<(), ClientError> {
-        self.unary_ok(&Request::Mkdir { path: path.to_owned(), parents, mode: None }).await
+        self.mkdir_as(path, parents, None).await
+    }
+
+    /// [`Self::mkdir`], with the directories it creates owned by `user` (as for
+    /// [`Self::write_as`]).
+    pub async fn mkdir_as(&self, path: &str, parents: bool, user: Option<&str>) -> Result<(), ClientError> {
+        let user = user.map(str::to_owned);
+        self.unary_ok(&Request::Mkdir { path: path.to_owned(), parents, mode: None, user }).await
     }
 
     /// Moves (renames) `from` to `to`.

@@ -254,10 +254,10 @@ async fn dispatch(mut context: StreamContext, request: Request) -> HandlerResult
         Request::Stat { path } => files::stat(&context, path).await,
         Request::List { path, depth } => files::list(&context, path, depth).await,
         Request::Read { path, offset, length } => files::read(&mut context, path, offset, length).await,
-        Request::Write { path, mode, create_parents, append } => {
-            files::write(&mut context, path, files::WriteRequest { mode, create_parents, append }).await
+        Request::Write { path, mode, create_parents, append, user } => {
+            files::write(&mut context, path, files::WriteRequest { mode, create_parents, append, user }).await
         }
-        Request::Mkdir { path, parents, mode } => files::mkdir(&context, path, parents, mode).await,
+        Request::Mkdir { path, parents, mode, user } => files::mkdir(&context, path, parents, mode, user).await,
         Request::Move { from, to } => files::rename(&context, from, to).await,
         Request::Remove { path, recursive } => files::remove(&context, path, recursive).await,
         Request::Watch { path, recursive } => watch::watch(&mut context, path, recursive).await,

@@ -1,6 +1,10 @@
 //! File streams: stat, list, read (streamed), write (streamed into a temp file renamed into place),
 //! mkdir, move and remove. Every path goes through [`SandboxRoot`], and the blocking syscalls run on
 //! tokio's blocking pool.
+//!
+//! Ownership: a replaced file keeps its owner and mode (the temp file is given both before the
+//! rename); what a write or mkdir creates is owned by the request's `user` when it names one, else
+//! by envd's own user.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
@@ -9,10 +13,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::BytesMut;
 use runtools_protocol::envd::{Control, EnvdError, EnvdErrorCode, FileEntry, FileType, MAX_DATA_CHUNK, Reply};
 use rustix::fs::{AtFlags, Dir, FileType as RawFileType, Mode, OFlags, Stat};
+use rustix::process::{Gid, Uid};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use super::connection::{HandlerResult, StreamContext, StreamInput, envd_error};
 use super::paths::{SandboxPath, SandboxRoot, os_error};
+use super::users;
 
 /// Largest listing reply (JSON bytes); bigger listings are split over several `Entries` replies.
 const ENTRIES_BATCH_BYTES: usize = 512 * 1024;
@@ -174,11 +180,56 @@ pub(crate) async fn read(
 }
 
 /// Options of a write.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct WriteRequest {
     pub(crate) mode: Option<u32>,
     pub(crate) create_parents: bool,
     pub(crate) append: bool,
+    /// Who owns what the write creates (a name or uid in the sandbox's `/etc/passwd`).
+    pub(crate) user: Option<String>,
+}
+
+/// A file's owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Owner {
+    uid: u32,
+    gid: u32,
+}
+
+impl Owner {
+    fn of(stat: &Stat) -> Self {
+        Self { uid: stat.st_uid, gid: stat.st_gid }
+    }
+}
+
+/// The owner of what a request creates: `user` (with its login group) looked up in the sandbox's
+/// `/etc/passwd`, or `None` to leave it to envd's user.
+fn requested_owner(root: &SandboxRoot, user: Option<&str>) -> Result<Option<Owner>, EnvdError> {
+    let Some(spec) = user else { return Ok(None) };
+    let user = users::resolve(root, spec)?;
+    Ok(Some(Owner { uid: user.identity.uid, gid: user.identity.gid }))
+}
+
+/// Gives the open file or directory `fd` to `owner` (nothing to do when it already has it).
+fn give(fd: impl AsFd, owner: Owner, path: &SandboxPath) -> Result<(), EnvdError> {
+    let stat = rustix::fs::fstat(&fd).map_err(|error| os_error(error, path))?;
+    if Owner::of(&stat) == owner {
+        return Ok(());
+    }
+    rustix::fs::fchown(&fd, Some(Uid::from_raw(owner.uid)), Some(Gid::from_raw(owner.gid)))
+        .map_err(|error| os_error(error, path))
+}
+
+/// Gives the temp file replacing a file the replaced file's owner. Only root may give a file away,
+/// so an unprivileged envd (as in some tests) replaces the file anyway, owned by itself.
+fn keep_owner(fd: impl AsFd, owner: Owner, path: &SandboxPath) -> Result<(), EnvdError> {
+    match give(fd, owner, path) {
+        Err(error) if error.code == EnvdErrorCode::PermissionDenied && !rustix::process::geteuid().is_root() => {
+            tracing::debug!(%path, %error, "not keeping the owner of a replaced file: envd is not root");
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// A temp file that is removed unless it was renamed into place.
@@ -203,45 +254,79 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 fn open_for_write(
     root: &SandboxRoot,
     path: &SandboxPath,
-    request: WriteRequest,
+    request: &WriteRequest,
 ) -> Result<(OwnedFd, Option<TempFile>), EnvdError> {
+    let owner = requested_owner(root, request.user.as_deref())?;
     if request.create_parents {
-        make_dirs(root, &path.parent(), None)?;
+        make_dirs(root, &path.parent(), None, owner)?;
     }
     let mode = Mode::from_raw_mode(request.mode.unwrap_or(0o644) & 0o7777);
     if request.append {
-        let flags = OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE;
-        let fd = root.open_at(path, flags, mode)?;
+        let fd = open_append(root, path, mode, owner)?;
         if rustix::fs::fstat(&fd).is_ok_and(|stat| RawFileType::from_raw_mode(stat.st_mode) == RawFileType::Directory) {
             return Err(envd_error(EnvdErrorCode::IsADirectory, format!("{path}: Is a directory")));
         }
         return Ok((fd, None));
     }
     let (dir, name) = root.open_parent(path)?;
-    // Keep the mode of a file being replaced, unless the request sets one.
+    // Keep the mode of a file being replaced, unless the request sets one, and its owner.
     let mut final_mode = request.mode.map(|mode| mode & 0o7777);
+    let mut replaced_owner = None;
     match rustix::fs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
         Ok(stat) if RawFileType::from_raw_mode(stat.st_mode) == RawFileType::Directory => {
             return Err(envd_error(EnvdErrorCode::IsADirectory, format!("{path}: Is a directory")));
         }
-        Ok(stat) => final_mode = final_mode.or(Some(stat.st_mode & 0o7777)),
+        Ok(stat) => {
+            final_mode = final_mode.or(Some(stat.st_mode & 0o7777));
+            replaced_owner = Some(Owner::of(&stat));
+        }
         Err(_) => {}
     }
     let temp_name = format!(".{name}.envd-{}-{}.tmp", std::process::id(), TEMP_COUNTER.fetch_add(1, Ordering::Relaxed));
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let fd = rustix::fs::openat(&dir, temp_name.as_str(), flags, mode).map_err(|error| os_error(error, path))?;
     let temp = TempFile { dir: Arc::new(dir), name: temp_name, armed: true };
+    // Owner before mode: a chown clears the set-user/group-ID bits.
+    match (replaced_owner, owner) {
+        (Some(replaced), _) => keep_owner(&fd, replaced, path)?,
+        (None, Some(owner)) => give(&fd, owner, path)?,
+        (None, None) => {}
+    }
     if let Some(mode) = final_mode {
         rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|error| os_error(error, path))?;
     }
     Ok((fd, Some(temp)))
 }
 
+/// Opens `path` for appending, creating it when missing; a file created here goes to `owner`.
+fn open_append(root: &SandboxRoot, path: &SandboxPath, mode: Mode, owner: Option<Owner>) -> Result<OwnedFd, EnvdError> {
+    let flags = OFlags::WRONLY | OFlags::APPEND;
+    let Some(owner) = owner else { return root.open_at(path, flags | OFlags::CREATE, mode) };
+    // An existing file is appended to as it is; only a file created here (exclusively, to know
+    // it is ours) changes owner. Another writer may create it in between: then open it again. (A
+    // dangling symlink fails with `AlreadyExists` here, where a plain create would follow it.)
+    let mut attempts = 0;
+    loop {
+        match root.open_at(path, flags, Mode::empty()) {
+            Err(error) if error.code == EnvdErrorCode::NotFound => {}
+            other => return other,
+        }
+        match root.open_at(path, flags | OFlags::CREATE | OFlags::EXCL, mode) {
+            Ok(fd) => {
+                give(&fd, owner, path)?;
+                return Ok(fd);
+            }
+            Err(error) if error.code == EnvdErrorCode::AlreadyExists && attempts < 3 => attempts += 1,
+            Err(error) => return Err(error),
+        }
+    }
+}
+
 pub(crate) async fn write(context: &mut StreamContext, path: String, request: WriteRequest) -> HandlerResult {
     let path = SandboxPath::parse(&path)?;
     let root = context.state.root.clone();
     let target = path.clone();
-    let (fd, mut temp) = blocking(move || open_for_write(&root, &target, request)).await?;
+    let (fd, mut temp) = blocking(move || open_for_write(&root, &target, &request)).await?;
     let mut file = tokio::fs::File::from_std(std::fs::File::from(fd));
     let mut written: u64 = 0;
     loop {
@@ -272,15 +357,16 @@ pub(crate) async fn write(context: &mut StreamContext, path: String, request: Wr
     context.out.reply(&Reply::Written { bytes: written }).await
 }
 
-/// Creates `path` and its missing ancestors; existing directories are fine.
-fn make_dirs(root: &SandboxRoot, path: &SandboxPath, mode: Option<u32>) -> Result<(), EnvdError> {
+/// Creates `path` and its missing ancestors (given to `owner`); existing directories are fine and
+/// left alone.
+fn make_dirs(root: &SandboxRoot, path: &SandboxPath, mode: Option<u32>, owner: Option<Owner>) -> Result<(), EnvdError> {
     for prefix in path.prefixes() {
         match root.open_at(&prefix, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()) {
             Ok(_) => continue,
             Err(error) if error.code == EnvdErrorCode::NotFound => {}
             Err(error) => return Err(error),
         }
-        match make_dir(root, &prefix, mode) {
+        match make_dir(root, &prefix, mode, owner) {
             Ok(()) => {}
             // Created concurrently.
             Err(error) if error.code == EnvdErrorCode::AlreadyExists => {
@@ -292,16 +378,35 @@ fn make_dirs(root: &SandboxRoot, path: &SandboxPath, mode: Option<u32>) -> Resul
     Ok(())
 }
 
-fn make_dir(root: &SandboxRoot, path: &SandboxPath, mode: Option<u32>) -> Result<(), EnvdError> {
+/// Creates the directory `path`, given to `owner`.
+fn make_dir(root: &SandboxRoot, path: &SandboxPath, mode: Option<u32>, owner: Option<Owner>) -> Result<(), EnvdError> {
     let (parent, name) = root.open_parent(path)?;
     let mode = Mode::from_raw_mode(mode.unwrap_or(0o755) & 0o7777);
-    rustix::fs::mkdirat(&parent, name.as_str(), mode).map_err(|error| os_error(error, path))
+    rustix::fs::mkdirat(&parent, name.as_str(), mode).map_err(|error| os_error(error, path))?;
+    if let Some(owner) = owner {
+        // Through a descriptor: whatever might replace the name meanwhile is not chowned.
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let dir =
+            rustix::fs::openat(&parent, name.as_str(), flags, Mode::empty()).map_err(|error| os_error(error, path))?;
+        give(&dir, owner, path)?;
+    }
+    Ok(())
 }
 
-pub(crate) async fn mkdir(context: &StreamContext, path: String, parents: bool, mode: Option<u32>) -> HandlerResult {
+pub(crate) async fn mkdir(
+    context: &StreamContext,
+    path: String,
+    parents: bool,
+    mode: Option<u32>,
+    user: Option<String>,
+) -> HandlerResult {
     let path = SandboxPath::parse(&path)?;
     let root = context.state.root.clone();
-    blocking(move || if parents { make_dirs(&root, &path, mode) } else { make_dir(&root, &path, mode) }).await?;
+    blocking(move || {
+        let owner = requested_owner(&root, user.as_deref())?;
+        if parents { make_dirs(&root, &path, mode, owner) } else { make_dir(&root, &path, mode, owner) }
+    })
+    .await?;
     context.out.reply(&Reply::Ok).await
 }
 

@@ -1,13 +1,13 @@
 //! The `edit_file` tool: str_replace edits of a text file in the sandbox. The file is read whole
 //! through envd, the edit computed by [`matcher`] (exact match, then staged fuzzy fallbacks; the
 //! closest regions by [`candidates`] when nothing matches) and written back through envd, which
-//! replaces the file atomically and keeps its mode ([`ownership`] keeps its owner when commands run
-//! as a user). Symlinks are followed to the file they name.
+//! replaces the file atomically and keeps its mode and owner. When commands run as a user, a new
+//! file (and the directories created for it) is given to that user, so their own commands can
+//! change it. Symlinks are followed to the file they name.
 //! The answer shows the edited region with line numbers; `ToolOutput.diff` has a unified diff.
 
 mod candidates;
 mod matcher;
-mod ownership;
 #[cfg(test)]
 mod tests;
 
@@ -109,13 +109,10 @@ async fn edit(context: &ToolContext, requested: &str, input: &EditFileInput) -> 
     };
     let edit = edit_text(&original, &input.old_string, &input.new_string, input.replace_all)
         .map_err(|error| refusal(&error, &display, &original))?;
-    let creating = entry.is_none();
-    let owner = ownership::plan(context, &path, !creating).await;
-    let options = WriteOptions { create_parents: creating, ..WriteOptions::default() };
-    envd.write(&path, options, edit.content.as_bytes())
+    let options = WriteOptions { create_parents: entry.is_none(), ..WriteOptions::default() };
+    envd.write_as(&path, options, context.user(), edit.content.as_bytes())
         .await
         .map_err(|error| ToolOutput::error(format!("writing failed: {}", describe_error(&error, &path))))?;
-    ownership::apply(context, &path, owner).await;
     tracing::debug!(path = %path, stage = ?edit.stage, regions = edit.regions.len(), "edited a file");
     let before = original.replace("\r\n", "\n");
     let after = edit.content.replace("\r\n", "\n");
