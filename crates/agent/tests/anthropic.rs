@@ -3,37 +3,24 @@
 //! usage, and every error path (rate limits with `retry-after`, overload, client errors, context
 //! overflow, failures mid-stream and streams cut short).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::{call, coalesce, fast_retries};
 use runtools_agent::providers::anthropic::Anthropic;
-use runtools_agent::{
-    ApiKey, Delta, Model, ModelError, ModelErrorKind, ModelRequest, ModelResponse, ProviderSettings, RetryPolicy,
-    ThinkingConfig, WireProtocol,
-};
+use runtools_agent::{Delta, ModelErrorKind, ModelRequest, RetryPolicy, ThinkingConfig, WireProtocol};
 use runtools_model_server::{ErrorKind, ErrorReply, ModelServer, ToolCall, Turn};
-use runtools_protocol::agent::{ContentBlock, Message, Role, StopReason, ToolSpec};
+use runtools_protocol::agent::{ContentBlock, Message, Role, StopReason};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const KEY: &str = "sk-ant-test-key";
 
-fn fast_retries(max_attempts: u32) -> RetryPolicy {
-    RetryPolicy {
-        max_attempts,
-        initial_backoff: Duration::from_millis(5),
-        max_backoff: Duration::from_millis(20),
-        max_retry_after: Duration::from_secs(5),
-    }
-}
-
 fn adapter(base_url: String, retry: RetryPolicy) -> Anthropic {
-    let mut settings = ProviderSettings::new("anthropic", WireProtocol::Anthropic, base_url);
-    settings.api_key = Some(ApiKey::new(KEY));
-    settings.retry = retry;
+    let mut settings = common::settings("anthropic", WireProtocol::Anthropic, base_url, KEY, retry);
     settings.headers.push(("anthropic-beta".into(), "interleaved-thinking-2025-05-14".into()));
-    Anthropic::new(settings, reqwest::Client::new())
+    Anthropic::new(settings, common::http())
 }
 
 fn request(messages: Vec<Message>) -> ModelRequest {
@@ -41,43 +28,11 @@ fn request(messages: Vec<Message>) -> ModelRequest {
         model: "claude-sonnet-4-20250514".into(),
         system: Some("You are a careful coding agent.".into()),
         messages,
-        tools: vec![
-            ToolSpec {
-                name: "read_file".into(),
-                description: "Read a file".into(),
-                input_schema: json!({"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}),
-            },
-            ToolSpec {
-                name: "grep".into(),
-                description: "Search files".into(),
-                input_schema: json!({"type": "object", "properties": {"pattern": {"type": "string"}}}),
-            },
-        ],
+        tools: vec![common::read_file_tool(true), common::grep_tool()],
         max_tokens: 4096,
         temperature: None,
         thinking: Some(ThinkingConfig { budget_tokens: 2048 }),
     }
-}
-
-async fn call(model: &Anthropic, request: &ModelRequest) -> (Result<ModelResponse, ModelError>, Vec<Delta>) {
-    let mut deltas = Vec::new();
-    let mut sink = |delta: Delta| deltas.push(delta);
-    let result = model.stream(request, &mut sink).await;
-    (result, deltas)
-}
-
-/// Consecutive text or thinking deltas joined, to compare streams independent of chunking.
-fn coalesce(deltas: &[Delta]) -> Vec<Delta> {
-    let mut out: Vec<Delta> = Vec::new();
-    for delta in deltas {
-        match (out.last_mut(), delta) {
-            (Some(Delta::Text(text)), Delta::Text(more)) | (Some(Delta::Thinking(text)), Delta::Thinking(more)) => {
-                text.push_str(more);
-            }
-            _ => out.push(delta.clone()),
-        }
-    }
-    out
 }
 
 #[tokio::test]
@@ -139,23 +94,10 @@ async fn tool_use_conversation_round_trips_thinking_signatures_and_tool_results(
 
     let mut messages = first.messages.clone();
     messages.push(Message { role: Role::Assistant, content: response.content.clone() });
-    messages.push(Message {
-        role: Role::User,
-        content: vec![
-            ContentBlock::ToolResult {
-                tool_use_id: "toolu_01A".into(),
-                name: "read_file".into(),
-                content: "fn main() { println!(\"hi\"); }".into(),
-                is_error: false,
-            },
-            ContentBlock::ToolResult {
-                tool_use_id: "toolu_01B".into(),
-                name: "grep".into(),
-                content: "grep: src: permission denied".into(),
-                is_error: true,
-            },
-        ],
-    });
+    messages.push(common::tool_results(&[
+        ("toolu_01A", "read_file", "fn main() { println!(\"hi\"); }", false),
+        ("toolu_01B", "grep", "grep: src: permission denied", true),
+    ]));
     let second = request(messages);
     let (result, deltas) = call(&model, &second).await;
     let response = result.unwrap();
@@ -224,18 +166,12 @@ async fn max_tokens_and_other_stop_reasons_are_normalised() {
 #[tokio::test]
 async fn rate_limit_waits_for_retry_after_then_succeeds() {
     let server = ModelServer::start().await.unwrap();
-    server.push(
-        ErrorReply::new(ErrorKind::RateLimit, "Number of request tokens has exceeded your per-minute rate limit")
-            .retry_after(1),
-    );
-    server.push(Turn::text("ok"));
     let model = adapter(server.url(), fast_retries(3));
-
-    let started = Instant::now();
-    let response = call(&model, &request(vec![Message::user("hi")])).await.0.unwrap();
-    assert_eq!(response.text(), "ok");
-    assert!(started.elapsed() >= Duration::from_millis(950), "retry-after was honoured: {:?}", started.elapsed());
-    assert_eq!(server.requests().len(), 2);
+    let reply =
+        ErrorReply::new(ErrorKind::RateLimit, "Number of request tokens has exceeded your per-minute rate limit");
+    let waited =
+        common::succeeds_after(&server, &model, &request(vec![Message::user("hi")]), reply.retry_after(1)).await;
+    assert!(waited >= Duration::from_millis(950), "retry-after was honoured: {waited:?}");
 }
 
 #[tokio::test]
@@ -280,89 +216,19 @@ async fn client_errors_are_classified_and_not_retried() {
             400,
         ),
     ];
-    for (scripted, message, kind, status) in cases {
-        server.push(ErrorReply::new(scripted, message));
-        server.push(Turn::text("never reached"));
-        let before = server.requests().len();
-        let error = call(&model, &request).await.0.unwrap_err();
-        assert_eq!(error.kind, kind, "{error}");
-        assert_eq!(error.status, Some(status));
-        assert_eq!(error.attempts, 1);
-        assert!(error.message.contains(message), "the provider's message is kept: {error}");
-        assert!(!error.to_string().contains(KEY));
-        assert_eq!(server.requests().len(), before + 1, "not retried");
-        assert_eq!(server.remaining(), 1);
-        // Drain the unused reply so the next case starts clean.
-        call(&model, &request).await.0.unwrap();
-    }
+    common::each_fails_once(&server, &model, &request, KEY, &cases).await;
 }
 
 #[tokio::test]
 async fn an_error_event_after_deltas_is_partial_and_not_retried() {
     let server = ModelServer::start().await.unwrap();
-    server.push(ErrorReply::new(ErrorKind::Overloaded, "Overloaded").mid_stream());
-    server.push(Turn::text("not repeated"));
     let model = adapter(server.url(), fast_retries(3));
-
-    let (result, deltas) = call(&model, &request(vec![Message::user("hi")])).await;
-    let error = result.unwrap_err();
+    let reply = ErrorReply::new(ErrorKind::Overloaded, "Overloaded");
+    let (error, deltas) = common::fails_after_output(&server, &model, &request(vec![Message::user("hi")]), reply).await;
     assert_eq!(error.kind, ModelErrorKind::Overloaded);
-    assert!(error.partial, "output was already streamed");
-    assert_eq!(error.attempts, 1);
     assert_eq!(error.status, None, "the stream itself was a 200");
     assert_eq!(coalesce(&deltas), vec![Delta::Text("Let me look".into())]);
     assert_eq!(server.requests().len(), 1);
-    assert_eq!(server.remaining(), 1);
-}
-
-/// A one-route HTTP server that answers every request with `body` as a 200 event stream and then
-/// closes, counting the requests.
-async fn truncating_server(body: &'static str) -> std::io::Result<(String, Arc<AtomicUsize>)> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let count = Arc::new(AtomicUsize::new(0));
-    let counter = count.clone();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                if read_request(&mut socket).await.is_err() {
-                    return;
-                }
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = socket.write_all(format!("{head}{body}").as_bytes()).await;
-                let _ = socket.shutdown().await;
-            });
-        }
-    });
-    Ok((url, count))
-}
-
-/// Reads one HTTP/1.1 request: its headers, then its body by `content-length`.
-async fn read_request(socket: &mut tokio::net::TcpStream) -> std::io::Result<()> {
-    let mut request = Vec::new();
-    let mut buffer = vec![0; 64 * 1024];
-    loop {
-        let read = socket.read(&mut buffer).await?;
-        if read == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        request.extend_from_slice(&buffer[..read]);
-        let text = String::from_utf8_lossy(&request).to_lowercase();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let length = text
-                .lines()
-                .find_map(|line| line.strip_prefix("content-length:"))
-                .and_then(|value| value.trim().parse::<usize>().ok())
-                .unwrap_or(0);
-            if request.len() >= end + 4 + length {
-                return Ok(());
-            }
-        }
-    }
 }
 
 #[tokio::test]
@@ -370,7 +236,7 @@ async fn a_stream_cut_before_message_stop_is_a_transport_error() {
     let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-20250514\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\nevent: ping\ndata: {\"type\":\"ping\"}\n\n";
 
     // Cut before any output: retried like any transport failure.
-    let (url, count) = truncating_server(start).await.unwrap();
+    let (url, count) = common::truncating_server(start.to_owned()).await.unwrap();
     let model = adapter(url, fast_retries(2));
     let (result, deltas) = call(&model, &request(vec![Message::user("hi")])).await;
     let error = result.unwrap_err();
@@ -382,13 +248,10 @@ async fn a_stream_cut_before_message_stop_is_a_transport_error() {
     assert!(deltas.is_empty());
 
     // Cut after text was streamed: partial, so not retried.
-    let body: &'static str = Box::leak(
-        format!(
-            "{start}event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{{\"type\":\"text\",\"text\":\"\"}}}}\n\nevent: some_future_event\ndata: {{\"type\":\"some_future_event\"}}\n\nevent: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"Hel\"}}}}\n\n"
-        )
-        .into_boxed_str(),
+    let body = format!(
+        "{start}event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{{\"type\":\"text\",\"text\":\"\"}}}}\n\nevent: some_future_event\ndata: {{\"type\":\"some_future_event\"}}\n\nevent: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"Hel\"}}}}\n\n"
     );
-    let (url, count) = truncating_server(body).await.unwrap();
+    let (url, count) = common::truncating_server(body).await.unwrap();
     let model = adapter(url, fast_retries(2));
     let (result, deltas) = call(&model, &request(vec![Message::user("hi")])).await;
     let error = result.unwrap_err();

@@ -4,35 +4,22 @@
 //! (`RetryInfo` waits, overload, client errors, a bad key, context overflow, failures mid-stream and
 //! streams cut short).
 
-use std::time::{Duration, Instant};
+mod common;
 
+use std::time::Duration;
+
+use common::{call, coalesce, fast_retries};
 use runtools_agent::providers::gemini::Gemini;
-use runtools_agent::{
-    ApiKey, Delta, Model, ModelError, ModelErrorKind, ModelRequest, ModelResponse, ProviderSettings, RetryPolicy,
-    ThinkingConfig, WireProtocol,
-};
+use runtools_agent::{Delta, ModelErrorKind, ModelRequest, RetryPolicy, ThinkingConfig, WireProtocol};
 use runtools_model_server::{ErrorKind, ErrorReply, ModelServer, ToolCall, Turn};
 use runtools_protocol::agent::{ContentBlock, Message, Role, StopReason, ToolSpec};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const KEY: &str = "AIzaSy-test-key";
 const MODEL: &str = "gemini-2.5-pro";
 
-fn fast_retries(max_attempts: u32) -> RetryPolicy {
-    RetryPolicy {
-        max_attempts,
-        initial_backoff: Duration::from_millis(5),
-        max_backoff: Duration::from_millis(20),
-        max_retry_after: Duration::from_secs(5),
-    }
-}
-
 fn adapter(base_url: String, retry: RetryPolicy) -> Gemini {
-    let mut settings = ProviderSettings::new("gemini", WireProtocol::Gemini, base_url);
-    settings.api_key = Some(ApiKey::new(KEY));
-    settings.retry = retry;
-    Gemini::new(settings, reqwest::Client::new())
+    Gemini::new(common::settings("gemini", WireProtocol::Gemini, base_url, KEY, retry), common::http())
 }
 
 /// A tool input schema as `schemars` writes it, with what Gemini rejects.
@@ -59,11 +46,7 @@ fn request(messages: Vec<Message>) -> ModelRequest {
         system: Some("You are a careful coding agent.".into()),
         messages,
         tools: vec![
-            ToolSpec {
-                name: "read_file".into(),
-                description: "Read a file".into(),
-                input_schema: json!({"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}),
-            },
+            common::read_file_tool(true),
             ToolSpec { name: "grep".into(), description: "Search files".into(), input_schema: schemars_schema() },
             ToolSpec {
                 name: "list_tasks".into(),
@@ -75,27 +58,6 @@ fn request(messages: Vec<Message>) -> ModelRequest {
         temperature: Some(0.2),
         thinking: Some(ThinkingConfig { budget_tokens: 2048 }),
     }
-}
-
-async fn call(model: &Gemini, request: &ModelRequest) -> (Result<ModelResponse, ModelError>, Vec<Delta>) {
-    let mut deltas = Vec::new();
-    let mut sink = |delta: Delta| deltas.push(delta);
-    let result = model.stream(request, &mut sink).await;
-    (result, deltas)
-}
-
-/// Consecutive text or thinking deltas joined, to compare streams independent of chunking.
-fn coalesce(deltas: &[Delta]) -> Vec<Delta> {
-    let mut out: Vec<Delta> = Vec::new();
-    for delta in deltas {
-        match (out.last_mut(), delta) {
-            (Some(Delta::Text(text)), Delta::Text(more)) | (Some(Delta::Thinking(text)), Delta::Thinking(more)) => {
-                text.push_str(more);
-            }
-            _ => out.push(delta.clone()),
-        }
-    }
-    out
 }
 
 #[tokio::test]
@@ -159,24 +121,11 @@ async fn tool_use_conversation_round_trips_thought_signatures_and_function_respo
 
     let mut messages = first.messages.clone();
     messages.push(Message { role: Role::Assistant, content: response.content.clone() });
-    messages.push(Message {
-        role: Role::User,
-        content: vec![
-            ContentBlock::ToolResult {
-                tool_use_id: "call_1".into(),
-                name: "read_file".into(),
-                content: "fn main() { println!(\"hi\"); }".into(),
-                is_error: false,
-            },
-            // Without a name, the call it answers supplies it.
-            ContentBlock::ToolResult {
-                tool_use_id: "call_2".into(),
-                name: String::new(),
-                content: "grep: src: permission denied".into(),
-                is_error: true,
-            },
-        ],
-    });
+    messages.push(common::tool_results(&[
+        ("call_1", "read_file", "fn main() { println!(\"hi\"); }", false),
+        // Without a name, the call it answers supplies it.
+        ("call_2", "", "grep: src: permission denied", true),
+    ]));
     let second = request(messages);
     let (result, deltas) = call(&model, &second).await;
     let response = result.unwrap();
@@ -303,15 +252,10 @@ async fn a_text_answer_keeps_its_signature_and_finish_reasons_are_normalised() {
 #[tokio::test]
 async fn rate_limit_waits_for_the_retry_info_delay_then_succeeds() {
     let server = ModelServer::start().await.unwrap();
-    server.push(ErrorReply::new(ErrorKind::RateLimit, "You exceeded your current quota.").retry_after(1));
-    server.push(Turn::text("ok"));
     let model = adapter(server.url(), fast_retries(3));
-
-    let started = Instant::now();
-    let response = call(&model, &request(vec![Message::user("hi")])).await.0.unwrap();
-    assert_eq!(response.text(), "ok");
-    assert!(started.elapsed() >= Duration::from_millis(950), "RetryInfo was honoured: {:?}", started.elapsed());
-    assert_eq!(server.requests().len(), 2);
+    let reply = ErrorReply::new(ErrorKind::RateLimit, "You exceeded your current quota.").retry_after(1);
+    let waited = common::succeeds_after(&server, &model, &request(vec![Message::user("hi")]), reply).await;
+    assert!(waited >= Duration::from_millis(950), "RetryInfo was honoured: {waited:?}");
 
     // Too long a wait is not waited for, and says why.
     server.push(ErrorReply::new(ErrorKind::RateLimit, "You exceeded your current quota.").retry_after(60));
@@ -351,94 +295,39 @@ async fn client_errors_are_classified_and_not_retried() {
             ErrorKind::InvalidRequest,
             "* GenerateContentRequest.contents[1].parts: contents.parts must not be empty.",
             ModelErrorKind::InvalidRequest,
+            400,
         ),
-        (ErrorKind::Authentication, "API key not valid. Please pass a valid API key.", ModelErrorKind::Authentication),
+        (
+            ErrorKind::Authentication,
+            "API key not valid. Please pass a valid API key.",
+            ModelErrorKind::Authentication,
+            400,
+        ),
         (
             ErrorKind::ContextOverflow,
             "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).",
             ModelErrorKind::ContextOverflow,
+            400,
         ),
     ];
-    for (scripted, message, kind) in cases {
-        server.push(ErrorReply::new(scripted, message));
-        server.push(Turn::text("never reached"));
-        let before = server.requests().len();
-        let error = call(&model, &request).await.0.unwrap_err();
-        assert_eq!(error.kind, kind, "{error}");
-        assert_eq!(error.status, Some(400));
-        assert_eq!(error.attempts, 1);
-        assert!(error.message.contains(message), "the provider's message is kept: {error}");
-        assert!(!error.to_string().contains(KEY));
-        assert_eq!(server.requests().len(), before + 1, "not retried");
-        assert_eq!(server.remaining(), 1);
-        call(&model, &request).await.0.unwrap();
-    }
+    common::each_fails_once(&server, &model, &request, KEY, &cases).await;
 }
 
 #[tokio::test]
 async fn an_error_chunk_after_deltas_is_partial_and_not_retried() {
     let server = ModelServer::start().await.unwrap();
-    server.push(ErrorReply::new(ErrorKind::Overloaded, "The model is overloaded.").mid_stream());
-    server.push(Turn::text("not repeated"));
     let model = adapter(server.url(), fast_retries(3));
-
-    let (result, deltas) = call(&model, &request(vec![Message::user("hi")])).await;
-    let error = result.unwrap_err();
+    let reply = ErrorReply::new(ErrorKind::Overloaded, "The model is overloaded.");
+    let (error, deltas) = common::fails_after_output(&server, &model, &request(vec![Message::user("hi")]), reply).await;
     assert_eq!(error.kind, ModelErrorKind::Overloaded);
-    assert!(error.partial, "output was already streamed");
-    assert_eq!(error.attempts, 1);
     assert_eq!(coalesce(&deltas), vec![Delta::Text("Let me look".into())]);
     assert_eq!(server.requests().len(), 1);
-    assert_eq!(server.remaining(), 1);
-}
-
-/// Answers one request with `body` as a 200 event stream, then closes.
-async fn one_shot_server(body: String) -> std::io::Result<String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move {
-        let Ok((mut socket, _)) = listener.accept().await else { return };
-        if read_request(&mut socket).await.is_err() {
-            return;
-        }
-        let head = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-            body.len()
-        );
-        let _ = socket.write_all(format!("{head}{body}").as_bytes()).await;
-        let _ = socket.shutdown().await;
-    });
-    Ok(url)
-}
-
-/// Reads one HTTP/1.1 request: its headers, then its body by `content-length`.
-async fn read_request(socket: &mut tokio::net::TcpStream) -> std::io::Result<()> {
-    let mut request = Vec::new();
-    let mut buffer = vec![0; 64 * 1024];
-    loop {
-        let read = socket.read(&mut buffer).await?;
-        if read == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        request.extend_from_slice(&buffer[..read]);
-        let text = String::from_utf8_lossy(&request).to_lowercase();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let length = text
-                .lines()
-                .find_map(|line| line.strip_prefix("content-length:"))
-                .and_then(|value| value.trim().parse::<usize>().ok())
-                .unwrap_or(0);
-            if request.len() >= end + 4 + length {
-                return Ok(());
-            }
-        }
-    }
 }
 
 #[tokio::test]
 async fn a_stream_without_a_finish_reason_is_a_transport_error() {
     let chunk = json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "Hel"}]}, "index": 0}]});
-    let url = one_shot_server(format!("data: {chunk}\r\n\r\n")).await.unwrap();
+    let (url, _) = common::truncating_server(format!("data: {chunk}\r\n\r\n")).await.unwrap();
     let model = adapter(url, fast_retries(2));
     let (result, deltas) = call(&model, &request(vec![Message::user("hi")])).await;
     let error = result.unwrap_err();

@@ -4,49 +4,25 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a failed step should panic with its location
 
-use std::time::{Duration, Instant};
+mod common;
 
+use std::time::Duration;
+
+use common::{call, fast_retries};
 use runtools_agent::{
-    ApiKey, Delta, Model, ModelError, ModelErrorKind, ModelRequest, ModelResponse, ProviderSettings, RetryPolicy,
-    ThinkingConfig, WireProtocol, providers::openai_chat::OpenAiChat,
+    Delta, ModelErrorKind, ModelRequest, ProviderSettings, RetryPolicy, ThinkingConfig, WireProtocol,
+    providers::openai_chat::OpenAiChat,
 };
 use runtools_model_server::{ChatQuirks, ErrorKind, ErrorReply, ModelServer, Reply, ToolCall, Turn};
-use runtools_protocol::agent::{ContentBlock, Message, Role, StopReason, ToolSpec, Usage};
+use runtools_protocol::agent::{ContentBlock, Message, Role, StopReason, Usage};
 use serde_json::{Value, json};
 
 fn settings(server: &ModelServer) -> ProviderSettings {
-    let mut settings = ProviderSettings::new("openai", WireProtocol::OpenaiChat, server.openai_url());
-    settings.api_key = Some(ApiKey::new("sk-test-123"));
-    settings.retry = RetryPolicy {
-        max_attempts: 3,
-        initial_backoff: Duration::from_millis(5),
-        max_backoff: Duration::from_millis(20),
-        max_retry_after: Duration::from_secs(5),
-    };
-    settings
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
+    common::settings("openai", WireProtocol::OpenaiChat, server.openai_url(), "sk-test-123", fast_retries(3))
 }
 
 fn adapter(server: &ModelServer) -> OpenAiChat {
-    OpenAiChat::new(settings(server), http())
-}
-
-fn tools() -> Vec<ToolSpec> {
-    vec![
-        ToolSpec {
-            name: "read_file".into(),
-            description: "Read a file".into(),
-            input_schema: json!({"type": "object", "properties": {"path": {"type": "string"}}}),
-        },
-        ToolSpec {
-            name: "grep".into(),
-            description: "Search files".into(),
-            input_schema: json!({"type": "object", "properties": {"pattern": {"type": "string"}}}),
-        },
-    ]
+    OpenAiChat::new(settings(server), common::http())
 }
 
 fn request(messages: Vec<Message>) -> ModelRequest {
@@ -54,17 +30,11 @@ fn request(messages: Vec<Message>) -> ModelRequest {
         model: "gpt-4.1".into(),
         system: Some("You are terse.".into()),
         messages,
-        tools: tools(),
+        tools: vec![common::read_file_tool(false), common::grep_tool()],
         max_tokens: 2048,
         temperature: None,
         thinking: None,
     }
-}
-
-async fn call(model: &dyn Model, request: &ModelRequest) -> (Vec<Delta>, Result<ModelResponse, ModelError>) {
-    let mut deltas = Vec::new();
-    let result = model.stream(request, &mut |delta| deltas.push(delta)).await;
-    (deltas, result)
 }
 
 fn text_turn(text: &str) -> Turn {
@@ -88,7 +58,7 @@ async fn multi_turn_tool_use_streams_parallel_calls_and_sends_results_back() {
 
     let mut first = request(vec![Message::user("Where is main?")]);
     first.thinking = Some(ThinkingConfig { budget_tokens: 1024 });
-    let (deltas, response) = call(&model, &first).await;
+    let (response, deltas) = call(&model, &first).await;
     let response = response.unwrap();
     assert_eq!(
         deltas,
@@ -128,26 +98,13 @@ async fn multi_turn_tool_use_streams_parallel_calls_and_sends_results_back() {
     let mut second = request(vec![
         Message::user("Where is main?"),
         Message { role: Role::Assistant, content: response.content.clone() },
-        Message {
-            role: Role::User,
-            content: vec![
-                ContentBlock::ToolResult {
-                    tool_use_id: "call_a".into(),
-                    name: "read_file".into(),
-                    content: "fn main() {}".into(),
-                    is_error: false,
-                },
-                ContentBlock::ToolResult {
-                    tool_use_id: "call_b".into(),
-                    name: "grep".into(),
-                    content: "grep: src: permission denied".into(),
-                    is_error: true,
-                },
-            ],
-        },
+        common::tool_results(&[
+            ("call_a", "read_file", "fn main() {}", false),
+            ("call_b", "grep", "grep: src: permission denied", true),
+        ]),
     ]);
     second.thinking = None;
-    let (deltas, response) = call(&model, &second).await;
+    let (response, deltas) = call(&model, &second).await;
     let response = response.unwrap();
     assert_eq!(response.text(), "main is in src/main.rs.");
     assert_eq!(deltas.concat_text(), "main is in src/main.rs.");
@@ -197,7 +154,8 @@ async fn the_server_interleaves_parallel_call_fragments() {
         ToolCall::new("call_b", "grep", json!({"pattern": "fn main"})),
     ]));
     let body = json!({"model": "gpt-4.1", "messages": [], "stream": true});
-    let text = http().post(format!("{}/chat/completions", server.openai_url())).json(&body).send().await.unwrap();
+    let text =
+        common::http().post(format!("{}/chat/completions", server.openai_url())).json(&body).send().await.unwrap();
     let text = text.text().await.unwrap();
     let indexes: Vec<u64> = text
         .lines()
@@ -228,10 +186,10 @@ async fn compatible_servers_without_key_ids_or_separate_usage() {
 
     let mut settings = ProviderSettings::new("openai-compatible", WireProtocol::OpenaiChat, server.openai_url());
     settings.retry = RetryPolicy::none();
-    let model = OpenAiChat::new(settings, http());
+    let model = OpenAiChat::new(settings, common::http());
     let mut only_user = request(vec![Message::user("go")]);
     only_user.model = "qwen3-8b".into();
-    let (deltas, response) = call(&model, &only_user).await;
+    let (response, deltas) = call(&model, &only_user).await;
     let response = response.unwrap();
     assert_eq!(
         deltas,
@@ -250,7 +208,7 @@ async fn compatible_servers_without_key_ids_or_separate_usage() {
     assert_eq!(response.usage, Usage { input_tokens: 50, output_tokens: 7, ..Usage::default() });
     assert_eq!(response.model, "qwen3-8b");
 
-    let (_, response) = call(&model, &only_user).await;
+    let (response, _) = call(&model, &only_user).await;
     let response = response.unwrap();
     assert_eq!(response.text(), "plain answer");
     assert_eq!(response.usage, Usage::default(), "no usage reported means zero");
@@ -265,20 +223,15 @@ async fn compatible_servers_without_key_ids_or_separate_usage() {
 async fn rate_limits_honour_retry_after_then_succeed() {
     let server = ModelServer::start().await.unwrap();
     let message = "Rate limit reached for gpt-4.1 on requests per min (RPM): Limit 3, Used 3, Requested 1.";
-    server.push(ErrorReply::new(ErrorKind::RateLimit, message).retry_after(1));
-    server.push(text_turn("done"));
-    let model = adapter(&server);
-    let started = Instant::now();
-    let (_, response) = call(&model, &request(vec![Message::user("hi")])).await;
-    assert_eq!(response.unwrap().text(), "done");
-    assert!(started.elapsed() >= Duration::from_secs(1), "waited {:?}", started.elapsed());
-    assert_eq!(server.requests().len(), 2);
+    let reply = ErrorReply::new(ErrorKind::RateLimit, message).retry_after(1);
+    let waited = common::succeeds_after(&server, &adapter(&server), &request(vec![Message::user("hi")]), reply).await;
+    assert!(waited >= Duration::from_secs(1), "waited {waited:?}");
 
     // Without retries the error shows what OpenAI said and asked for.
     server.push(ErrorReply::new(ErrorKind::RateLimit, message).retry_after(7));
     let mut settings = settings(&server);
     settings.retry = RetryPolicy::none();
-    let (_, response) = call(&OpenAiChat::new(settings, http()), &request(vec![Message::user("hi")])).await;
+    let (response, _) = call(&OpenAiChat::new(settings, common::http()), &request(vec![Message::user("hi")])).await;
     let error = response.unwrap_err();
     assert_eq!((error.kind, error.status), (ModelErrorKind::RateLimited, Some(429)));
     assert_eq!(error.retry_after, Some(Duration::from_secs(7)));
@@ -291,31 +244,24 @@ async fn server_errors_are_retried() {
     server.push(ErrorReply::new(ErrorKind::Server, "The server had an error while processing your request."));
     server.push(ErrorReply::new(ErrorKind::Overloaded, "The engine is currently overloaded."));
     server.push(text_turn("recovered"));
-    let (_, response) = call(&adapter(&server), &request(vec![Message::user("hi")])).await;
+    let (response, _) = call(&adapter(&server), &request(vec![Message::user("hi")])).await;
     assert_eq!(response.unwrap().text(), "recovered");
     assert_eq!(server.requests().len(), 3);
 
     server.push(ErrorReply::new(ErrorKind::Server, "still broken"));
     server.push(ErrorReply::new(ErrorKind::Server, "still broken"));
     server.push(ErrorReply::new(ErrorKind::Server, "still broken"));
-    let (_, response) = call(&adapter(&server), &request(vec![Message::user("hi")])).await;
+    let (response, _) = call(&adapter(&server), &request(vec![Message::user("hi")])).await;
     let error = response.unwrap_err();
     assert_eq!((error.kind, error.status, error.attempts), (ModelErrorKind::Server, Some(500), 3));
 }
 
 /// Pushes `error` and a success after it; the call must fail with `kind` without retrying.
-async fn fails_once(error: ErrorReply, kind: ModelErrorKind, status: u16) -> ModelError {
+async fn fails_once(error: ErrorReply, kind: ModelErrorKind, status: u16) {
     let server = ModelServer::start().await.unwrap();
-    let message = error.message.clone();
-    server.push(error);
-    server.push(text_turn("never reached"));
-    let (_, response) = call(&adapter(&server), &request(vec![Message::user("hi")])).await;
-    let error = response.unwrap_err();
-    assert_eq!((error.kind, error.status, error.attempts), (kind, Some(status), 1), "{error}");
-    assert!(error.message.contains(&message), "{error}");
+    let request = request(vec![Message::user("hi")]);
+    let error = common::fails_once(&server, &adapter(&server), &request, error, kind, status).await;
     assert!(!error.partial);
-    assert_eq!(server.remaining(), 1, "not retried");
-    error
 }
 
 #[tokio::test]
@@ -332,23 +278,19 @@ async fn client_errors_are_not_retried() {
 #[tokio::test]
 async fn a_mid_stream_error_after_deltas_is_partial_and_not_retried() {
     let server = ModelServer::start().await.unwrap();
-    server.push(
-        ErrorReply::new(ErrorKind::Server, "The server had an error while processing your request.").mid_stream(),
-    );
-    server.push(text_turn("never reached"));
-    let (deltas, response) = call(&adapter(&server), &request(vec![Message::user("hi")])).await;
-    let error = response.unwrap_err();
+    let reply = ErrorReply::new(ErrorKind::Server, "The server had an error while processing your request.");
+    let (error, deltas) =
+        common::fails_after_output(&server, &adapter(&server), &request(vec![Message::user("hi")]), reply).await;
     assert_eq!(deltas, [Delta::Text("Partial ".into()), Delta::Text("answer".into())]);
     assert_eq!((error.kind, error.partial, error.attempts, error.status), (ModelErrorKind::Server, true, 1, None));
     assert!(error.message.contains("processing your request"), "{error}");
-    assert_eq!(server.remaining(), 1);
 }
 
 #[tokio::test]
 async fn length_is_max_tokens() {
     let server = ModelServer::start().await.unwrap();
     server.push(text_turn("The answer is cut").with_stop("length"));
-    let (_, response) = call(&adapter(&server), &request(vec![Message::user("hi")])).await;
+    let (response, _) = call(&adapter(&server), &request(vec![Message::user("hi")])).await;
     let response = response.unwrap();
     assert_eq!((response.stop_reason, response.raw_stop_reason.as_deref()), (StopReason::MaxTokens, Some("length")));
     assert_eq!(response.text(), "The answer is cut");
@@ -362,7 +304,7 @@ async fn a_hanging_server_times_out_each_attempt() {
     let mut settings = settings(&server);
     settings.request_timeout = Duration::from_millis(200);
     settings.retry.max_attempts = 2;
-    let (_, response) = call(&OpenAiChat::new(settings, http()), &request(vec![Message::user("hi")])).await;
+    let (response, _) = call(&OpenAiChat::new(settings, common::http()), &request(vec![Message::user("hi")])).await;
     let error = response.unwrap_err();
     assert_eq!((error.kind, error.attempts), (ModelErrorKind::Transport, 2), "{error}");
     assert_eq!(server.requests().len(), 2);

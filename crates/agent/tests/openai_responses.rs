@@ -5,34 +5,25 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a failed step should panic with its location
 
-use std::time::{Duration, Instant};
+mod common;
 
+use std::time::Duration;
+
+use common::{call, fast_retries};
 use runtools_agent::{
-    ApiKey, Delta, Model, ModelError, ModelErrorKind, ModelRequest, ModelResponse, ProviderSettings, RetryPolicy,
-    ThinkingConfig, WireProtocol, providers::openai_responses::OpenAiResponses,
+    Delta, ModelErrorKind, ModelRequest, ProviderSettings, ThinkingConfig, WireProtocol,
+    providers::openai_responses::OpenAiResponses,
 };
 use runtools_model_server::{ErrorKind, ErrorReply, ModelServer, ToolCall, Turn};
-use runtools_protocol::agent::{ContentBlock, Message, Role, StopReason, ToolSpec, Usage};
+use runtools_protocol::agent::{ContentBlock, Message, Role, StopReason, Usage};
 use serde_json::{Value, json};
 
 fn settings(server: &ModelServer) -> ProviderSettings {
-    let mut settings = ProviderSettings::new("openai", WireProtocol::OpenaiResponses, server.openai_url());
-    settings.api_key = Some(ApiKey::new("sk-test-456"));
-    settings.retry = RetryPolicy {
-        max_attempts: 3,
-        initial_backoff: Duration::from_millis(5),
-        max_backoff: Duration::from_millis(20),
-        max_retry_after: Duration::from_secs(5),
-    };
-    settings
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
+    common::settings("openai", WireProtocol::OpenaiResponses, server.openai_url(), "sk-test-456", fast_retries(3))
 }
 
 fn adapter(server: &ModelServer) -> OpenAiResponses {
-    OpenAiResponses::new(settings(server), http())
+    OpenAiResponses::new(settings(server), common::http())
 }
 
 fn request(messages: Vec<Message>) -> ModelRequest {
@@ -40,28 +31,11 @@ fn request(messages: Vec<Message>) -> ModelRequest {
         model: "o4-mini".into(),
         system: Some("You are terse.".into()),
         messages,
-        tools: vec![
-            ToolSpec {
-                name: "read_file".into(),
-                description: "Read a file".into(),
-                input_schema: json!({"type": "object", "properties": {"path": {"type": "string"}}}),
-            },
-            ToolSpec {
-                name: "grep".into(),
-                description: "Search files".into(),
-                input_schema: json!({"type": "object", "properties": {"pattern": {"type": "string"}}}),
-            },
-        ],
+        tools: vec![common::read_file_tool(false), common::grep_tool()],
         max_tokens: 4096,
         temperature: None,
         thinking: Some(ThinkingConfig { budget_tokens: 4096 }),
     }
-}
-
-async fn call(model: &dyn Model, request: &ModelRequest) -> (Vec<Delta>, Result<ModelResponse, ModelError>) {
-    let mut deltas = Vec::new();
-    let result = model.stream(request, &mut |delta| deltas.push(delta)).await;
-    (deltas, result)
 }
 
 /// The `input` items of type `kind` in a recorded request.
@@ -84,7 +58,7 @@ async fn multi_turn_tool_use_echoes_reasoning_and_sends_results_back() {
     server.push(Turn::text("main is in src/main.rs.").with_usage(300, 12));
     let model = adapter(&server);
 
-    let (deltas, response) = call(&model, &request(vec![Message::user("Where is main?")])).await;
+    let (response, deltas) = call(&model, &request(vec![Message::user("Where is main?")])).await;
     let response = response.unwrap();
     assert_eq!(
         deltas,
@@ -130,25 +104,12 @@ async fn multi_turn_tool_use_echoes_reasoning_and_sends_results_back() {
     let second = request(vec![
         Message::user("Where is main?"),
         Message { role: Role::Assistant, content: response.content.clone() },
-        Message {
-            role: Role::User,
-            content: vec![
-                ContentBlock::ToolResult {
-                    tool_use_id: "call_a".into(),
-                    name: "read_file".into(),
-                    content: "fn main() {}".into(),
-                    is_error: false,
-                },
-                ContentBlock::ToolResult {
-                    tool_use_id: "call_b".into(),
-                    name: "grep".into(),
-                    content: "grep: src: permission denied".into(),
-                    is_error: true,
-                },
-            ],
-        },
+        common::tool_results(&[
+            ("call_a", "read_file", "fn main() {}", false),
+            ("call_b", "grep", "grep: src: permission denied", true),
+        ]),
     ]);
-    let (deltas, final_answer) = call(&model, &second).await;
+    let (final_answer, deltas) = call(&model, &second).await;
     let final_answer = final_answer.unwrap();
     assert_eq!(final_answer.content, [ContentBlock::text("main is in src/main.rs.")]);
     assert_eq!(deltas.len(), 3, "{deltas:?}");
@@ -222,7 +183,7 @@ async fn the_server_interleaves_parallel_argument_deltas() {
         ToolCall::new("call_b", "grep", json!({"pattern": "fn main"})),
     ]));
     let body = json!({"model": "o4-mini", "input": [], "stream": true});
-    let response = http().post(format!("{}/responses", server.openai_url())).json(&body).send().await.unwrap();
+    let response = common::http().post(format!("{}/responses", server.openai_url())).json(&body).send().await.unwrap();
     let text = response.text().await.unwrap();
     let indexes: Vec<u64> = text
         .lines()
@@ -242,7 +203,7 @@ async fn without_thinking_no_reasoning_is_requested() {
     let mut plain = request(vec![Message::user("hi")]);
     plain.thinking = None;
     plain.system = None;
-    let (_, response) = call(&adapter(&server), &plain).await;
+    let (response, _) = call(&adapter(&server), &plain).await;
     let response = response.unwrap();
     assert_eq!(
         response.content,
@@ -259,13 +220,9 @@ async fn without_thinking_no_reasoning_is_requested() {
 async fn rate_limits_honour_retry_after_then_succeed() {
     let server = ModelServer::start().await.unwrap();
     let message = "Rate limit reached for o4-mini on tokens per min (TPM): Limit 200000, Used 200000.";
-    server.push(ErrorReply::new(ErrorKind::RateLimit, message).retry_after(1));
-    server.push(Turn::text("done"));
-    let started = Instant::now();
-    let (_, response) = call(&adapter(&server), &request(vec![Message::user("hi")])).await;
-    assert_eq!(response.unwrap().text(), "done");
-    assert!(started.elapsed() >= Duration::from_secs(1), "waited {:?}", started.elapsed());
-    assert_eq!(server.requests().len(), 2);
+    let reply = ErrorReply::new(ErrorKind::RateLimit, message).retry_after(1);
+    let waited = common::succeeds_after(&server, &adapter(&server), &request(vec![Message::user("hi")]), reply).await;
+    assert!(waited >= Duration::from_secs(1), "waited {waited:?}");
 }
 
 #[tokio::test]
@@ -273,7 +230,7 @@ async fn server_errors_are_retried() {
     let server = ModelServer::start().await.unwrap();
     server.push(ErrorReply::new(ErrorKind::Server, "The server had an error while processing your request."));
     server.push(Turn::text("recovered"));
-    let (_, response) = call(&adapter(&server), &request(vec![Message::user("hi")])).await;
+    let (response, _) = call(&adapter(&server), &request(vec![Message::user("hi")])).await;
     assert_eq!(response.unwrap().text(), "recovered");
     assert_eq!(server.requests().len(), 2);
 }
@@ -281,14 +238,7 @@ async fn server_errors_are_retried() {
 /// Pushes `error` and a success after it; the call must fail with `kind` without retrying.
 async fn fails_once(error: ErrorReply, kind: ModelErrorKind, status: u16) {
     let server = ModelServer::start().await.unwrap();
-    let message = error.message.clone();
-    server.push(error);
-    server.push(Turn::text("never reached"));
-    let (_, response) = call(&adapter(&server), &request(vec![Message::user("hi")])).await;
-    let error = response.unwrap_err();
-    assert_eq!((error.kind, error.status, error.attempts), (kind, Some(status), 1), "{error}");
-    assert!(error.message.contains(&message), "{error}");
-    assert_eq!(server.remaining(), 1, "not retried");
+    common::fails_once(&server, &adapter(&server), &request(vec![Message::user("hi")]), error, kind, status).await;
 }
 
 #[tokio::test]
@@ -308,14 +258,16 @@ async fn mid_stream_failures_after_deltas_are_partial_and_not_retried() {
         (ErrorKind::RateLimit, ModelErrorKind::RateLimited, "Rate limit reached mid-response."),
     ] {
         let server = ModelServer::start().await.unwrap();
-        server.push(ErrorReply::new(kind, message).mid_stream());
-        server.push(Turn::text("never reached"));
-        let (deltas, response) = call(&adapter(&server), &request(vec![Message::user("hi")])).await;
-        let error = response.unwrap_err();
+        let (error, deltas) = common::fails_after_output(
+            &server,
+            &adapter(&server),
+            &request(vec![Message::user("hi")]),
+            ErrorReply::new(kind, message),
+        )
+        .await;
         assert_eq!(deltas, [Delta::Text("Partial ".into()), Delta::Text("answer".into())]);
         assert_eq!((error.kind, error.partial, error.attempts), (expected, true, 1), "{error}");
         assert_eq!(error.message, message);
-        assert_eq!(server.remaining(), 1);
     }
 }
 
@@ -325,12 +277,12 @@ async fn incomplete_responses_map_their_reason() {
     server.push(Turn::text("The answer is cut").with_stop("max_output_tokens"));
     server.push(Turn::text("Filtered").with_stop("content_filter"));
     let model = adapter(&server);
-    let (_, response) = call(&model, &request(vec![Message::user("hi")])).await;
+    let (response, _) = call(&model, &request(vec![Message::user("hi")])).await;
     let response = response.unwrap();
     assert_eq!(
         (response.stop_reason, response.raw_stop_reason.as_deref(), response.text().as_str()),
         (StopReason::MaxTokens, Some("max_output_tokens"), "The answer is cut")
     );
-    let (_, response) = call(&model, &request(vec![Message::user("hi")])).await;
+    let (response, _) = call(&model, &request(vec![Message::user("hi")])).await;
     assert_eq!(response.unwrap().stop_reason, StopReason::ContentFilter);
 }

@@ -1,24 +1,21 @@
 //! The Anthropic Messages API adapter: maps a [`ModelRequest`] onto `POST {base}/v1/messages`
 //! (text, thinking blocks with their signatures, redacted thinking, tool use and tool results),
 //! parses the streamed server-sent events (`message_start` … `message_stop`, `ping`, `error`) into
-//! [`Delta`]s and a consolidated [`ModelResponse`], and maps Anthropic's error bodies onto
+//! [`Delta`](crate::model::Delta)s and a consolidated [`ModelResponse`], and maps Anthropic's error bodies onto
 //! [`ModelErrorKind`]s.
 
 mod stream;
 
-use std::sync::{Mutex, PoisonError};
-
-use eventsource_stream::{EventStreamError, Eventsource};
-use futures::StreamExt;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use http::HeaderMap;
 use runtools_protocol::agent::{ContentBlock, Message, Role};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use self::stream::StreamState;
-use crate::model::{Delta, DeltaSink, Model, ModelError, ModelErrorKind, ModelRequest, ModelResponse};
+use crate::model::{DeltaSink, Model, ModelError, ModelErrorKind, ModelRequest, ModelResponse};
 use crate::providers::ProviderSettings;
-use crate::providers::http::{kind_for_status, retry_after, retrying, transport_error};
+use crate::providers::attempt::{Exchange, keyed_post, stream_call};
+use crate::providers::http::{body_snippet, describe, kind_for_status, retry_after};
 
 /// The API version this adapter speaks.
 const API_VERSION: &str = "2023-06-01";
@@ -34,74 +31,6 @@ impl Anthropic {
     pub fn new(settings: ProviderSettings, http: reqwest::Client) -> Self {
         Self { settings, http }
     }
-
-    /// One try: the timeout covers sending and reading the whole stream. An error after deltas
-    /// reached the sink is marked `partial`, so it is not retried.
-    async fn attempt(
-        &self,
-        body: &bytes::Bytes,
-        model: &str,
-        sink: &Mutex<DeltaSink<'_>>,
-    ) -> Result<ModelResponse, ModelError> {
-        let mut emitter = Emitter { sink, sent: false };
-        let timeout = self.settings.request_timeout;
-        let result = tokio::time::timeout(timeout, self.call(body, model, &mut emitter)).await;
-        let result = result.unwrap_or_else(|_| {
-            Err(ModelError::new(
-                self.settings.name,
-                ModelErrorKind::Transport,
-                format!("no complete answer within {}s", timeout.as_secs_f64()),
-            ))
-        });
-        result.map_err(|mut error| {
-            error.partial |= emitter.sent;
-            error
-        })
-    }
-
-    async fn call(
-        &self,
-        body: &bytes::Bytes,
-        model: &str,
-        emitter: &mut Emitter<'_, '_>,
-    ) -> Result<ModelResponse, ModelError> {
-        let provider = self.settings.name;
-        let mut builder = self
-            .http
-            .post(self.settings.url("/v1/messages"))
-            .header("anthropic-version", API_VERSION)
-            .header("content-type", "application/json")
-            .header("accept", "text/event-stream");
-        if let Some(key) = &self.settings.api_key {
-            let mut value = HeaderValue::from_str(key.expose()).map_err(|_| {
-                ModelError::new(provider, ModelErrorKind::Authentication, "the API key is not a valid header value")
-            })?;
-            value.set_sensitive(true);
-            builder = builder.header("x-api-key", value);
-        }
-        builder = builder.headers(extra_headers(provider, &self.settings.headers)?);
-        let response = builder.body(body.clone()).send().await.map_err(|error| transport_error(provider, &error))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(error_from_response(provider, response).await);
-        }
-
-        let mut events = response.bytes_stream().eventsource();
-        let mut state = StreamState::new(model);
-        while let Some(event) = events.next().await {
-            let event = event.map_err(|error| match error {
-                EventStreamError::Transport(error) => transport_error(provider, &error),
-                other => ModelError::protocol(provider, format!("malformed event stream: {other}")),
-            })?;
-            if event.data.is_empty() {
-                continue;
-            }
-            if state.apply(provider, &event.event, &event.data, emitter)? {
-                return state.finish(provider);
-            }
-        }
-        Err(ModelError::new(provider, ModelErrorKind::Transport, "the event stream ended before `message_stop`"))
-    }
 }
 
 #[async_trait::async_trait]
@@ -111,60 +40,37 @@ impl Model for Anthropic {
     }
 
     async fn stream(&self, request: &ModelRequest, sink: DeltaSink<'_>) -> Result<ModelResponse, ModelError> {
-        let body = serde_json::to_vec(&request_body(request))
-            .map_err(|error| ModelError::protocol(self.settings.name, format!("cannot encode the request: {error}")))?;
-        let body = bytes::Bytes::from(body);
-        tracing::debug!(
-            provider = self.settings.name,
-            model = %request.model,
-            messages = request.messages.len(),
-            tools = request.tools.len(),
-            "anthropic messages call"
-        );
-        let sink = Mutex::new(sink);
-        let response = retrying(&self.settings.retry, |_| self.attempt(&body, &request.model, &sink)).await?;
-        tracing::debug!(
-            provider = self.settings.name,
-            model = %response.model,
-            stop_reason = ?response.stop_reason,
-            input_tokens = response.usage.input_tokens,
-            output_tokens = response.usage.output_tokens,
-            "anthropic messages call finished"
-        );
-        Ok(response)
+        let exchange = Messages { adapter: self, model: &request.model };
+        stream_call(&self.settings, "anthropic messages", request, &request_body(request), sink, &exchange).await
     }
 }
 
-/// `settings.headers` as a map that replaces same-named defaults (`anthropic-version`…); a name or
-/// value HTTP does not allow is a configuration mistake, not a network failure to retry.
-fn extra_headers(provider: &'static str, headers: &[(String, String)]) -> Result<HeaderMap, ModelError> {
-    let mut map = HeaderMap::new();
-    for (name, value) in headers {
-        let invalid = || {
-            ModelError::new(
-                provider,
-                ModelErrorKind::InvalidRequest,
-                format!("the extra header `{name}` is not valid HTTP"),
-            )
-        };
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
-        let value = HeaderValue::from_str(value).map_err(|_| invalid())?;
-        map.append(name, value);
+/// One Messages call of an [`Anthropic`] adapter.
+struct Messages<'a> {
+    adapter: &'a Anthropic,
+    model: &'a str,
+}
+
+impl Exchange for Messages<'_> {
+    type Parser = StreamState;
+
+    fn request(&self) -> Result<reqwest::RequestBuilder, ModelError> {
+        let settings = &self.adapter.settings;
+        keyed_post(
+            settings,
+            &self.adapter.http,
+            settings.url("/v1/messages"),
+            "x-api-key",
+            &[("anthropic-version", API_VERSION)],
+        )
     }
-    Ok(map)
-}
 
-/// Pushes deltas to the caller's sink and remembers that it did.
-struct Emitter<'s, 'a> {
-    sink: &'s Mutex<DeltaSink<'a>>,
-    sent: bool,
-}
+    fn error(&self, status: u16, headers: &HeaderMap, body: &str) -> ModelError {
+        error_from_response(self.adapter.settings.name, status, headers, body)
+    }
 
-impl Emitter<'_, '_> {
-    fn emit(&mut self, delta: Delta) {
-        let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
-        (*sink)(delta);
-        self.sent = true;
+    fn parser(&self) -> StreamState {
+        StreamState::new(self.adapter.settings.name, self.model)
     }
 }
 
@@ -280,31 +186,17 @@ fn is_context_overflow(message: &str) -> bool {
     message.contains("prompt is too long") || message.contains("exceed context limit")
 }
 
-fn describe(error: &WireError) -> String {
-    match (error.kind.is_empty(), error.message.is_empty()) {
-        (false, false) => format!("{}: {}", error.kind, error.message),
-        (false, true) => error.kind.clone(),
-        (true, _) => error.message.clone(),
-    }
-}
-
 /// A non-2xx answer as a [`ModelError`], from its status, `retry-after` and error body.
-async fn error_from_response(provider: &'static str, response: reqwest::Response) -> ModelError {
-    let status = response.status().as_u16();
-    let wait = retry_after(response.headers());
-    let request_id = response.headers().get("request-id").and_then(|value| value.to_str().ok()).map(str::to_owned);
-    let text = response.text().await.unwrap_or_default();
-    let (kind, mut message, body_request_id) = match serde_json::from_str::<ErrorBody>(&text) {
+fn error_from_response(provider: &'static str, status: u16, headers: &HeaderMap, body: &str) -> ModelError {
+    let wait = retry_after(headers);
+    let request_id = headers.get("request-id").and_then(|value| value.to_str().ok()).map(str::to_owned);
+    let (kind, mut message, body_request_id) = match serde_json::from_str::<ErrorBody>(body) {
         Ok(body) => (
             kind_for_error(&body.error.kind, &body.error.message, Some(status)),
-            describe(&body.error),
+            describe(&body.error.kind, &body.error.message),
             body.request_id,
         ),
-        Err(_) => {
-            let snippet: String = text.chars().take(500).collect();
-            let message = if snippet.trim().is_empty() { format!("HTTP {status}") } else { snippet };
-            (kind_for_status(status), message, None)
-        }
+        Err(_) => (kind_for_status(status), body_snippet(status, body), None),
     };
     if let Some(id) = request_id.or(body_request_id) {
         message.push_str(&format!(" (request-id {id})"));

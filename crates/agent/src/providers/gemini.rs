@@ -3,7 +3,7 @@
 //! the URL), with thinking as `thought` parts, tool calls as `functionCall` parts (their thought
 //! signatures echoed back), tool results as `functionResponse` parts and tool schemas rewritten
 //! into Gemini's dialect (`schema`); parses the streamed `GenerateContentResponse` chunks (`stream`)
-//! into [`Delta`]s and a consolidated [`ModelResponse`] (Gemini's calls have no ids, so stable
+//! into [`Delta`](crate::model::Delta)s and a consolidated [`ModelResponse`] (Gemini's calls have no ids, so stable
 //! `call_<n>` ids are made up); and maps Google's `{"error": {code, status, message, details}}` bodies,
 //! including `RetryInfo`, onto [`ModelErrorKind`]s.
 
@@ -11,20 +11,18 @@ mod schema;
 mod stream;
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use eventsource_stream::{EventStreamError, Eventsource};
-use futures::StreamExt;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use http::HeaderMap;
 use runtools_protocol::agent::{ContentBlock, Message, Role};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use self::stream::StreamState;
-use crate::model::{Delta, DeltaSink, Model, ModelError, ModelErrorKind, ModelRequest, ModelResponse};
+use crate::model::{DeltaSink, Model, ModelError, ModelErrorKind, ModelRequest, ModelResponse};
 use crate::providers::ProviderSettings;
-use crate::providers::http::{kind_for_status, retry_after, retrying, transport_error};
+use crate::providers::attempt::{Exchange, keyed_post, stream_call};
+use crate::providers::http::{body_snippet, describe, kind_for_status, retry_after};
 
 /// The `provider_data` key holding a part's thought signature.
 const SIGNATURE: &str = "thoughtSignature";
@@ -42,69 +40,6 @@ impl Gemini {
     pub fn new(settings: ProviderSettings, http: reqwest::Client) -> Self {
         Self { settings, http }
     }
-
-    /// One try: the timeout covers sending and reading the whole stream. An error after deltas
-    /// reached the sink is marked `partial`, so it is not retried.
-    async fn attempt(
-        &self,
-        body: &bytes::Bytes,
-        request: &ModelRequest,
-        sink: &Mutex<DeltaSink<'_>>,
-    ) -> Result<ModelResponse, ModelError> {
-        let mut emitter = Emitter { sink, sent: false };
-        let timeout = self.settings.request_timeout;
-        let result = tokio::time::timeout(timeout, self.call(body, request, &mut emitter)).await;
-        let result = result.unwrap_or_else(|_| {
-            Err(ModelError::new(
-                self.settings.name,
-                ModelErrorKind::Transport,
-                format!("no complete answer within {}s", timeout.as_secs_f64()),
-            ))
-        });
-        result.map_err(|mut error| {
-            error.partial |= emitter.sent;
-            error
-        })
-    }
-
-    async fn call(
-        &self,
-        body: &bytes::Bytes,
-        request: &ModelRequest,
-        emitter: &mut Emitter<'_, '_>,
-    ) -> Result<ModelResponse, ModelError> {
-        let provider = self.settings.name;
-        let model = request.model.strip_prefix("models/").unwrap_or(&request.model);
-        let url = self.settings.url(&format!("/v1beta/models/{model}:streamGenerateContent?alt=sse"));
-        let mut builder =
-            self.http.post(url).header("content-type", "application/json").header("accept", "text/event-stream");
-        if let Some(key) = &self.settings.api_key {
-            let mut value = HeaderValue::from_str(key.expose()).map_err(|_| {
-                ModelError::new(provider, ModelErrorKind::Authentication, "the API key is not a valid header value")
-            })?;
-            value.set_sensitive(true);
-            builder = builder.header("x-goog-api-key", value);
-        }
-        builder = builder.headers(extra_headers(provider, &self.settings.headers)?);
-        let response = builder.body(body.clone()).send().await.map_err(|error| transport_error(provider, &error))?;
-        if !response.status().is_success() {
-            return Err(error_from_response(provider, response).await);
-        }
-
-        let mut events = response.bytes_stream().eventsource();
-        let mut state = StreamState::new(model, first_call_number(&request.messages));
-        while let Some(event) = events.next().await {
-            let event = event.map_err(|error| match error {
-                EventStreamError::Transport(error) => transport_error(provider, &error),
-                other => ModelError::protocol(provider, format!("malformed event stream: {other}")),
-            })?;
-            if event.data.trim().is_empty() {
-                continue;
-            }
-            state.apply(provider, &event.data, emitter)?;
-        }
-        state.finish(provider)
-    }
 }
 
 #[async_trait::async_trait]
@@ -114,60 +49,40 @@ impl Model for Gemini {
     }
 
     async fn stream(&self, request: &ModelRequest, sink: DeltaSink<'_>) -> Result<ModelResponse, ModelError> {
-        let body = serde_json::to_vec(&request_body(request))
-            .map_err(|error| ModelError::protocol(self.settings.name, format!("cannot encode the request: {error}")))?;
-        let body = bytes::Bytes::from(body);
-        tracing::debug!(
-            provider = self.settings.name,
-            model = %request.model,
-            messages = request.messages.len(),
-            tools = request.tools.len(),
-            "gemini streamGenerateContent call"
-        );
-        let sink = Mutex::new(sink);
-        let response = retrying(&self.settings.retry, |_| self.attempt(&body, request, &sink)).await?;
-        tracing::debug!(
-            provider = self.settings.name,
-            model = %response.model,
-            stop_reason = ?response.stop_reason,
-            input_tokens = response.usage.input_tokens,
-            output_tokens = response.usage.output_tokens,
-            "gemini streamGenerateContent call finished"
-        );
-        Ok(response)
+        let exchange = Generate { adapter: self, request };
+        stream_call(&self.settings, "gemini streamGenerateContent", request, &request_body(request), sink, &exchange)
+            .await
     }
 }
 
-/// `settings.headers` as a map that replaces same-named defaults (`anthropic-version`…); a name or
-/// value HTTP does not allow is a configuration mistake, not a network failure to retry.
-fn extra_headers(provider: &'static str, headers: &[(String, String)]) -> Result<HeaderMap, ModelError> {
-    let mut map = HeaderMap::new();
-    for (name, value) in headers {
-        let invalid = || {
-            ModelError::new(
-                provider,
-                ModelErrorKind::InvalidRequest,
-                format!("the extra header `{name}` is not valid HTTP"),
-            )
-        };
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
-        let value = HeaderValue::from_str(value).map_err(|_| invalid())?;
-        map.append(name, value);
+/// One `streamGenerateContent` call of a [`Gemini`] adapter.
+struct Generate<'a> {
+    adapter: &'a Gemini,
+    request: &'a ModelRequest,
+}
+
+impl Generate<'_> {
+    /// The model name without the `models/` prefix the API's own listings use.
+    fn model(&self) -> &str {
+        self.request.model.strip_prefix("models/").unwrap_or(&self.request.model)
     }
-    Ok(map)
 }
 
-/// Pushes deltas to the caller's sink and remembers that it did.
-struct Emitter<'s, 'a> {
-    sink: &'s Mutex<DeltaSink<'a>>,
-    sent: bool,
-}
+impl Exchange for Generate<'_> {
+    type Parser = StreamState;
 
-impl Emitter<'_, '_> {
-    fn emit(&mut self, delta: Delta) {
-        let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
-        (*sink)(delta);
-        self.sent = true;
+    fn request(&self) -> Result<reqwest::RequestBuilder, ModelError> {
+        let settings = &self.adapter.settings;
+        let url = settings.url(&format!("/v1beta/models/{}:streamGenerateContent?alt=sse", self.model()));
+        keyed_post(settings, &self.adapter.http, url, "x-goog-api-key", &[])
+    }
+
+    fn error(&self, status: u16, headers: &HeaderMap, body: &str) -> ModelError {
+        error_from_response(self.adapter.settings.name, status, headers, body)
+    }
+
+    fn parser(&self) -> StreamState {
+        StreamState::new(self.adapter.settings.name, self.model(), first_call_number(&self.request.messages))
     }
 }
 
@@ -368,33 +283,19 @@ fn parse_error_body(text: &str) -> Option<WireError> {
     serde_json::from_str::<Vec<ErrorBody>>(text).ok()?.into_iter().next().map(|body| body.error)
 }
 
-fn describe(error: &WireError) -> String {
-    match (error.status.is_empty(), error.message.is_empty()) {
-        (false, false) => format!("{}: {}", error.status, error.message),
-        (false, true) => error.status.clone(),
-        (true, _) => error.message.clone(),
-    }
-}
-
 /// A non-2xx answer as a [`ModelError`]: status, `retry-after` (or `RetryInfo`) and error body.
-async fn error_from_response(provider: &'static str, response: reqwest::Response) -> ModelError {
-    let status = response.status().as_u16();
-    let header_wait = retry_after(response.headers());
-    let text = response.text().await.unwrap_or_default();
-    match parse_error_body(&text) {
+fn error_from_response(provider: &'static str, status: u16, headers: &HeaderMap, body: &str) -> ModelError {
+    let header_wait = retry_after(headers);
+    match parse_error_body(body) {
         Some(error) => {
             let wait = header_wait.or_else(|| retry_info(&error.details));
-            ModelError::new(provider, kind_for_error(&error, Some(status)), describe(&error))
+            ModelError::new(provider, kind_for_error(&error, Some(status)), describe(&error.status, &error.message))
                 .with_status(status)
                 .with_retry_after(wait)
         }
-        None => {
-            let snippet: String = text.chars().take(500).collect();
-            let message = if snippet.trim().is_empty() { format!("HTTP {status}") } else { snippet };
-            ModelError::new(provider, kind_for_status(status), message)
-                .with_status(status)
-                .with_retry_after(header_wait)
-        }
+        None => ModelError::new(provider, kind_for_status(status), body_snippet(status, body))
+            .with_status(status)
+            .with_retry_after(header_wait),
     }
 }
 

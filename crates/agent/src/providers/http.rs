@@ -1,6 +1,7 @@
 //! What every provider adapter shares on the HTTP side: the retry loop (exponential backoff with
-//! jitter, honouring `retry-after` / `retry-after-ms`), reading `retry-after` headers, and the
-//! default mapping from an HTTP status to a [`ModelErrorKind`].
+//! jitter, honouring `retry-after` / `retry-after-ms`), reading `retry-after` headers, the
+//! default mapping from an HTTP status to a [`ModelErrorKind`], and the pieces of error messages
+//! the adapters' error-body parsers have in common.
 
 use std::future::Future;
 use std::time::Duration;
@@ -127,6 +128,22 @@ pub fn kind_for_status(status: u16) -> ModelErrorKind {
         413 => ModelErrorKind::ContextOverflow,
         _ => ModelErrorKind::InvalidRequest,
     }
+}
+
+/// An error body's type or status and its message as one line: `overloaded_error: Overloaded`.
+pub(crate) fn describe(kind: &str, message: &str) -> String {
+    match (kind.is_empty(), message.is_empty()) {
+        (false, false) => format!("{kind}: {message}"),
+        (false, true) => kind.to_owned(),
+        (true, _) => message.to_owned(),
+    }
+}
+
+/// The message of an error body that could not be parsed: its first 500 characters, or
+/// `HTTP <status>` when it is blank.
+pub(crate) fn body_snippet(status: u16, body: &str) -> String {
+    let snippet: String = body.chars().take(500).collect();
+    if snippet.trim().is_empty() { format!("HTTP {status}") } else { snippet }
 }
 
 /// A transport failure (connect, TLS, a dropped body) as a retryable error.

@@ -1,9 +1,11 @@
 //! Provider adapters, one module per wire protocol, each implementing [`Model`](crate::Model):
 //! [`anthropic`] (Messages API), [`openai_chat`] (Chat Completions, also every OpenAI-compatible
 //! server: vLLM, Ollama, Together, Groq…), [`openai_responses`] (Responses API) and [`gemini`]
-//! (`streamGenerateContent`). [`http`] holds what they share: retries and error mapping.
+//! (`streamGenerateContent`). What they share: `attempt`, one streamed call (timeout, headers,
+//! deltas, error bodies, the event stream) around [`http`]'s retries and error mapping.
 
 pub mod anthropic;
+pub(crate) mod attempt;
 pub mod gemini;
 pub mod http;
 pub mod openai_chat;

@@ -3,12 +3,15 @@
 //! `message_delta`, `message_stop`, `ping`, `error`), folded into [`Delta`]s for the sink and one
 //! consolidated [`ModelResponse`] with Anthropic's stop reason normalised.
 
+use eventsource_stream::Event;
 use runtools_protocol::agent::{ContentBlock, StopReason, Usage};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Emitter, WireError, describe, kind_for_error};
-use crate::model::{Delta, ModelError, ModelResponse};
+use super::{WireError, kind_for_error};
+use crate::model::{Delta, ModelError, ModelErrorKind, ModelResponse};
+use crate::providers::attempt::{Emitter, Flow, StreamParser};
+use crate::providers::http::describe;
 
 /// The stream events of the Messages API.
 #[derive(Debug, Deserialize)]
@@ -142,16 +145,26 @@ enum Block {
 /// What has streamed so far of one answer.
 #[derive(Debug)]
 pub(super) struct StreamState {
+    provider: &'static str,
     model: String,
     /// By the wire `index`, in the order the blocks started.
     blocks: Vec<(usize, Block)>,
     usage: Usage,
     stop_reason: Option<String>,
+    /// `message_stop` arrived.
+    stopped: bool,
 }
 
 impl StreamState {
-    pub(super) fn new(model: &str) -> Self {
-        Self { model: model.to_owned(), blocks: Vec::new(), usage: Usage::default(), stop_reason: None }
+    pub(super) fn new(provider: &'static str, model: &str) -> Self {
+        Self {
+            provider,
+            model: model.to_owned(),
+            blocks: Vec::new(),
+            usage: Usage::default(),
+            stop_reason: None,
+            stopped: false,
+        }
     }
 
     fn block(&mut self, provider: &'static str, index: usize) -> Result<&mut Block, ModelError> {
@@ -161,13 +174,8 @@ impl StreamState {
     }
 
     /// Folds in one event (its `event:` name and `data:` JSON); true once the message is complete.
-    pub(super) fn apply(
-        &mut self,
-        provider: &'static str,
-        name: &str,
-        data: &str,
-        emitter: &mut Emitter<'_, '_>,
-    ) -> Result<bool, ModelError> {
+    fn apply(&mut self, name: &str, data: &str, emitter: &mut Emitter<'_, '_>) -> Result<bool, ModelError> {
+        let provider = self.provider;
         let event: StreamEvent = serde_json::from_str(data)
             .map_err(|error| ModelError::protocol(provider, format!("unreadable `{name}` event: {error}")))?;
         match event {
@@ -240,13 +248,31 @@ impl StreamState {
             StreamEvent::Ping | StreamEvent::Unknown => {}
             StreamEvent::Error { error } => {
                 let kind = kind_for_error(&error.kind, &error.message, None);
-                return Err(ModelError::new(provider, kind, describe(&error)));
+                return Err(ModelError::new(provider, kind, describe(&error.kind, &error.message)));
             }
         }
         Ok(false)
     }
+}
 
-    pub(super) fn finish(self, provider: &'static str) -> Result<ModelResponse, ModelError> {
+impl StreamParser for StreamState {
+    fn event(&mut self, event: &Event, emit: &mut Emitter<'_, '_>) -> Result<Flow, ModelError> {
+        if event.data.is_empty() {
+            return Ok(Flow::Continue);
+        }
+        self.stopped = self.apply(&event.event, &event.data, emit)?;
+        Ok(if self.stopped { Flow::Done } else { Flow::Continue })
+    }
+
+    fn finish(self) -> Result<ModelResponse, ModelError> {
+        let provider = self.provider;
+        if !self.stopped {
+            return Err(ModelError::new(
+                provider,
+                ModelErrorKind::Transport,
+                "the event stream ended before `message_stop`",
+            ));
+        }
         let mut content = Vec::new();
         for (_, mut block) in self.blocks {
             block.finish_tool_input(provider)?;

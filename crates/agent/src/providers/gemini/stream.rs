@@ -5,12 +5,15 @@
 //! `call_<n>` ids, Gemini's cumulative `usageMetadata`, and its `finishReason` or
 //! `promptFeedback.blockReason` normalised.
 
+use eventsource_stream::Event;
 use runtools_protocol::agent::{ContentBlock, StopReason, Usage};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{CALL_ID, Emitter, SIGNATURE, WireError, describe, kind_for_error, retry_info};
+use super::{CALL_ID, SIGNATURE, WireError, kind_for_error, retry_info};
 use crate::model::{Delta, ModelError, ModelErrorKind, ModelResponse};
+use crate::providers::attempt::{Emitter, Flow, StreamParser};
+use crate::providers::http::describe;
 
 /// One streamed `GenerateContentResponse` (or the error the stream ends with).
 #[derive(Debug, Deserialize)]
@@ -102,6 +105,7 @@ enum Open {
 /// What has streamed so far of one answer.
 #[derive(Debug)]
 pub(super) struct StreamState {
+    provider: &'static str,
     model: String,
     content: Vec<ContentBlock>,
     open: Open,
@@ -112,8 +116,9 @@ pub(super) struct StreamState {
 }
 
 impl StreamState {
-    pub(super) fn new(model: &str, next_call: usize) -> Self {
+    pub(super) fn new(provider: &'static str, model: &str, next_call: usize) -> Self {
         Self {
+            provider,
             model: model.to_owned(),
             content: Vec::new(),
             open: Open::None,
@@ -125,17 +130,14 @@ impl StreamState {
     }
 
     /// Folds in one chunk (an event's `data:` JSON).
-    pub(super) fn apply(
-        &mut self,
-        provider: &'static str,
-        data: &str,
-        emitter: &mut Emitter<'_, '_>,
-    ) -> Result<(), ModelError> {
+    fn apply(&mut self, data: &str, emitter: &mut Emitter<'_, '_>) -> Result<(), ModelError> {
+        let provider = self.provider;
         let chunk: Chunk = serde_json::from_str(data)
             .map_err(|error| ModelError::protocol(provider, format!("unreadable response chunk: {error}")))?;
         if let Some(error) = chunk.error {
             let kind = kind_for_error(&error, error.code);
-            return Err(ModelError::new(provider, kind, describe(&error)).with_retry_after(retry_info(&error.details)));
+            return Err(ModelError::new(provider, kind, describe(&error.status, &error.message))
+                .with_retry_after(retry_info(&error.details)));
         }
         if let Some(model) = chunk.model_version.filter(|model| !model.is_empty()) {
             self.model = model;
@@ -223,8 +225,18 @@ impl StreamState {
             self.open = Open::None;
         }
     }
+}
 
-    pub(super) fn finish(self, provider: &'static str) -> Result<ModelResponse, ModelError> {
+impl StreamParser for StreamState {
+    fn event(&mut self, event: &Event, emit: &mut Emitter<'_, '_>) -> Result<Flow, ModelError> {
+        if !event.data.trim().is_empty() {
+            self.apply(&event.data, emit)?;
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn finish(self) -> Result<ModelResponse, ModelError> {
+        let provider = self.provider;
         let has_calls = self.content.iter().any(|block| matches!(block, ContentBlock::ToolUse { .. }));
         let (stop_reason, raw) = match (self.finish_reason, self.block_reason) {
             (Some(reason), _) => (finish_reason(&reason, has_calls), reason),

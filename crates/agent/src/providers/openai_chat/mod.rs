@@ -3,7 +3,7 @@
 //! onto the request body — the system prompt as the first `system` message, assistant tool calls
 //! as `tool_calls` with JSON-text arguments, each tool result as its own `tool` message — and hands
 //! the streamed answer to [`stream`]. [`shared`] holds what the Responses adapter reuses: the
-//! retrying streamed call and OpenAI's error mapping.
+//! OpenAI side of a streamed call (bearer key, error mapping) and small mappings.
 //!
 //! Thinking blocks are not sent back: Chat Completions has no field for them (and DeepSeek rejects
 //! its own `reasoning_content` in input). OpenAI itself (`settings.name == "openai"`) is sent
@@ -18,7 +18,8 @@ use serde_json::{Map, Value, json};
 
 use crate::model::{DeltaSink, Model, ModelError, ModelRequest, ModelResponse};
 use crate::providers::ProviderSettings;
-use shared::{reasoning_effort, stream_call, tool_output};
+use crate::providers::attempt::stream_call;
+use shared::{OpenAiCall, reasoning_effort, tool_output};
 use stream::ChatStream;
 
 /// A model behind the Chat Completions API (OpenAI's or a compatible server's).
@@ -71,10 +72,11 @@ impl Model for OpenAiChat {
     }
 
     async fn stream(&self, request: &ModelRequest, sink: DeltaSink<'_>) -> Result<ModelResponse, ModelError> {
-        let body = self.body(request);
-        let url = self.settings.url("/chat/completions");
         let provider = self.settings.name;
-        stream_call(&self.settings, &self.http, &url, &body, sink, || ChatStream::new(provider, &request.model)).await
+        let exchange = OpenAiCall::new(&self.settings, &self.http, "/chat/completions", || {
+            ChatStream::new(provider, &request.model)
+        });
+        stream_call(&self.settings, "openai chat completions", request, &self.body(request), sink, &exchange).await
     }
 }
 

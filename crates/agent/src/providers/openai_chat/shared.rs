@@ -1,137 +1,77 @@
-//! What the Chat Completions and Responses adapters share: one streamed call with retries (the
-//! bearer key, extra headers, a per-attempt timeout, `partial` once deltas reached the sink), the
-//! reading of an SSE body into a [`StreamParser`], and OpenAI's error bodies
-//! (`{"error": {"message", "type", "param", "code"}}`, also the top-level and string forms
-//! OpenAI-compatible servers send) mapped onto [`ModelErrorKind`]s.
+//! What the Chat Completions and Responses adapters share beyond the [`attempt`] machinery every
+//! adapter uses: the [`Exchange`] of an OpenAI call ([`OpenAiCall`]: bearer key, extra headers,
+//! JSON answers refused), OpenAI's error bodies (`{"error": {"message", "type", "param", "code"}}`,
+//! also the top-level and string forms OpenAI-compatible servers send) mapped onto
+//! [`ModelErrorKind`]s, and the small mappings both request bodies and streams use.
+//!
+//! [`attempt`]: crate::providers::attempt
 
-use std::sync::{Mutex, PoisonError};
-
-use eventsource_stream::{Event, EventStreamError, Eventsource};
-use futures::StreamExt;
+use eventsource_stream::Event;
 use http::HeaderMap;
 use serde_json::Value;
 
-use crate::model::{Delta, DeltaSink, ModelError, ModelErrorKind, ModelResponse};
+use crate::model::{ModelError, ModelErrorKind};
 use crate::providers::ProviderSettings;
-use crate::providers::http::{kind_for_status, retry_after, retrying, transport_error};
+use crate::providers::attempt::{Exchange, StreamParser};
+use crate::providers::http::{kind_for_status, retry_after};
 
-/// Whether a stream goes on after an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Flow {
-    Continue,
-    /// The terminal event arrived; anything after it is ignored.
-    Done,
+/// One streamed call to an OpenAI API at `path` (`/chat/completions`, `/responses`): the bearer
+/// key, extra headers appended as given, OpenAI's error bodies, and a fresh parser per attempt.
+pub(crate) struct OpenAiCall<'a, F> {
+    settings: &'a ProviderSettings,
+    http: &'a reqwest::Client,
+    path: &'static str,
+    new_parser: F,
 }
 
-/// Turns one attempt's SSE events into deltas and, at the end, the consolidated response.
-pub(crate) trait StreamParser: Send {
-    /// Handles one event, pushing deltas through `emit`.
-    fn event(&mut self, event: &Event, emit: &mut Emitter<'_, '_>) -> Result<Flow, ModelError>;
-
-    /// The stream is over (after [`Flow::Done`] or when the body ended).
-    fn finish(self) -> Result<ModelResponse, ModelError>;
-}
-
-/// Forwards deltas to the caller's sink and remembers whether this attempt sent any.
-pub(crate) struct Emitter<'m, 's> {
-    sink: &'m Mutex<DeltaSink<'s>>,
-    sent: bool,
-}
-
-impl<'m, 's> Emitter<'m, 's> {
-    #[cfg(test)]
-    pub(crate) fn for_tests(sink: &'m Mutex<DeltaSink<'s>>) -> Self {
-        Self { sink, sent: false }
-    }
-
-    pub(crate) fn emit(&mut self, delta: Delta) {
-        self.sent = true;
-        let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
-        (*sink)(delta);
+impl<'a, F> OpenAiCall<'a, F> {
+    pub(crate) fn new(
+        settings: &'a ProviderSettings,
+        http: &'a reqwest::Client,
+        path: &'static str,
+        new_parser: F,
+    ) -> Self {
+        Self { settings, http, path, new_parser }
     }
 }
 
-/// `POST url` with `body`, streamed through a fresh parser per attempt, retried per
-/// `settings.retry`.
-pub(crate) async fn stream_call<P: StreamParser>(
-    settings: &ProviderSettings,
-    http: &reqwest::Client,
-    url: &str,
-    body: &Value,
-    sink: DeltaSink<'_>,
-    new_parser: impl Fn() -> P + Sync,
-) -> Result<ModelResponse, ModelError> {
-    let body = bytes::Bytes::from(serde_json::to_vec(body).map_err(|error| {
-        ModelError::new(settings.name, ModelErrorKind::InvalidRequest, format!("cannot encode the request: {error}"))
-    })?);
-    let sink = Mutex::new(sink);
-    let (sink, body, new_parser) = (&sink, &body, &new_parser);
-    retrying(&settings.retry, |_| async move {
-        let mut emitter = Emitter { sink, sent: false };
-        let timeout = settings.request_timeout;
-        let call = attempt(settings, http, url, body, new_parser(), &mut emitter);
-        let result = tokio::time::timeout(timeout, call).await.unwrap_or_else(|_| {
-            Err(ModelError::new(
-                settings.name,
-                ModelErrorKind::Transport,
-                format!("no complete answer within {}s", timeout.as_secs_f64()),
-            ))
-        });
-        result.map_err(|mut error| {
-            error.partial |= emitter.sent;
-            error
-        })
-    })
-    .await
-}
+impl<P: StreamParser, F: Fn() -> P + Sync> Exchange for OpenAiCall<'_, F> {
+    type Parser = P;
 
-async fn attempt<P: StreamParser>(
-    settings: &ProviderSettings,
-    http: &reqwest::Client,
-    url: &str,
-    body: &bytes::Bytes,
-    mut parser: P,
-    emitter: &mut Emitter<'_, '_>,
-) -> Result<ModelResponse, ModelError> {
-    let provider = settings.name;
-    let mut builder = http
-        .post(url)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::ACCEPT, "text/event-stream")
-        .body(body.clone());
-    if let Some(key) = &settings.api_key {
-        builder = builder.bearer_auth(key.expose());
-    }
-    for (name, value) in &settings.headers {
-        builder = builder.header(name, value);
-    }
-    let response = builder.send().await.map_err(|error| transport_error(provider, &error))?;
-    let status = response.status();
-    if !status.is_success() {
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap_or_default();
-        return Err(http_error(provider, status.as_u16(), &headers, &text));
-    }
-    let content_type = response.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    if content_type.is_some_and(|value| value.starts_with("application/json")) {
-        return Err(ModelError::protocol(provider, "the server answered with JSON instead of an event stream"));
-    }
-    let mut events = response.bytes_stream().eventsource();
-    while let Some(event) = events.next().await {
-        let event = event.map_err(|error| match error {
-            EventStreamError::Transport(error) => transport_error(provider, &error),
-            EventStreamError::Utf8(error) => {
-                ModelError::protocol(provider, format!("the stream is not UTF-8: {error}"))
-            }
-            EventStreamError::Parser(error) => {
-                ModelError::protocol(provider, format!("malformed event stream: {error}"))
-            }
-        })?;
-        if parser.event(&event, emitter)? == Flow::Done {
-            break;
+    fn request(&self) -> Result<reqwest::RequestBuilder, ModelError> {
+        let mut builder = self
+            .http
+            .post(self.settings.url(self.path))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::ACCEPT, "text/event-stream");
+        if let Some(key) = &self.settings.api_key {
+            builder = builder.bearer_auth(key.expose());
         }
+        for (name, value) in &self.settings.headers {
+            builder = builder.header(name, value);
+        }
+        Ok(builder)
     }
-    parser.finish()
+
+    fn error(&self, status: u16, headers: &HeaderMap, body: &str) -> ModelError {
+        http_error(self.settings.name, status, headers, body)
+    }
+
+    /// A JSON answer (some compatible servers ignore `stream: true`) is refused, not parsed.
+    fn check(&self, response: &reqwest::Response) -> Result<(), ModelError> {
+        let content_type = response.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        if content_type.is_some_and(|value| value.starts_with("application/json")) {
+            return Err(ModelError::protocol(
+                self.settings.name,
+                "the server answered with JSON instead of an event stream",
+            ));
+        }
+        Ok(())
+    }
+
+    fn parser(&self) -> P {
+        (self.new_parser)()
+    }
 }
 
 /// Parses one event's JSON `data`.

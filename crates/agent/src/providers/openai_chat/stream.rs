@@ -13,8 +13,9 @@ use eventsource_stream::Event;
 use runtools_protocol::agent::{ContentBlock, StopReason, Usage};
 use serde_json::Value;
 
-use super::shared::{Emitter, Flow, StreamParser, event_json, parse_arguments, stream_error};
+use super::shared::{event_json, parse_arguments, stream_error};
 use crate::model::{Delta, ModelError, ModelErrorKind, ModelResponse};
+use crate::providers::attempt::{Emitter, Flow, StreamParser};
 
 /// The state of one streamed answer.
 #[derive(Debug)]
@@ -249,34 +250,19 @@ fn usage_of(usage: &Value) -> Usage {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
     use serde_json::json;
 
     use super::*;
-    use crate::model::DeltaSink;
+    use crate::providers::attempt::feed;
 
     /// Feeds `chunks` (then `[DONE]` when `done`) and returns the deltas and the outcome.
     fn run(chunks: &[Value], done: bool) -> (Vec<Delta>, Result<ModelResponse, ModelError>) {
-        let mut deltas = Vec::new();
-        let mut collect = |delta: Delta| deltas.push(delta);
-        let sink: Mutex<DeltaSink<'_>> = Mutex::new(&mut collect);
-        let mut emitter = Emitter::for_tests(&sink);
-        let mut stream = ChatStream::new("openai", "gpt-test");
         let mut data: Vec<String> = chunks.iter().map(Value::to_string).collect();
         if done {
             data.push("[DONE]".into());
         }
-        let mut outcome = None;
-        for data in data {
-            let event = Event { event: "message".into(), data, ..Event::default() };
-            if let Err(error) = stream.event(&event, &mut emitter) {
-                outcome = Some(Err(error));
-                break;
-            }
-        }
-        let outcome = outcome.unwrap_or_else(|| stream.finish());
-        (deltas, outcome)
+        let events = data.into_iter().map(|data| Event { event: "message".into(), data, ..Event::default() });
+        feed(ChatStream::new("openai", "gpt-test"), events)
     }
 
     #[test]

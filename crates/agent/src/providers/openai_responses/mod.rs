@@ -5,7 +5,8 @@
 //! [`ContentBlock::Thinking`]'s `provider_data`; other providers' thinking is dropped). The system
 //! prompt goes in `instructions`. With thinking on, the request asks for `reasoning: {effort,
 //! summary: "auto"}` and `include: ["reasoning.encrypted_content"]`. [`stream`] reads the typed
-//! event stream; the retrying call and error mapping are shared with the Chat Completions adapter.
+//! event stream; the OpenAI side of the call and the error mapping are shared with the Chat
+//! Completions adapter.
 
 mod stream;
 
@@ -14,7 +15,8 @@ use serde_json::{Map, Value, json};
 
 use crate::model::{DeltaSink, Model, ModelError, ModelRequest, ModelResponse};
 use crate::providers::ProviderSettings;
-use crate::providers::openai_chat::shared::{reasoning_effort, stream_call, tool_output};
+use crate::providers::attempt::stream_call;
+use crate::providers::openai_chat::shared::{OpenAiCall, reasoning_effort, tool_output};
 use stream::ResponsesStream;
 
 /// The key under which a [`ContentBlock::ToolUse`]'s `provider_data` keeps the `function_call`
@@ -78,11 +80,11 @@ impl Model for OpenAiResponses {
     }
 
     async fn stream(&self, request: &ModelRequest, sink: DeltaSink<'_>) -> Result<ModelResponse, ModelError> {
-        let body = Self::body(request);
-        let url = self.settings.url("/responses");
         let provider = self.settings.name;
-        stream_call(&self.settings, &self.http, &url, &body, sink, || ResponsesStream::new(provider, &request.model))
-            .await
+        let exchange = OpenAiCall::new(&self.settings, &self.http, "/responses", || {
+            ResponsesStream::new(provider, &request.model)
+        });
+        stream_call(&self.settings, "openai responses", request, &Self::body(request), sink, &exchange).await
     }
 }
 

@@ -19,7 +19,8 @@ use serde_json::{Value, json};
 
 use super::ITEM_ID_KEY;
 use crate::model::{Delta, ModelError, ModelErrorKind, ModelResponse};
-use crate::providers::openai_chat::shared::{Emitter, Flow, StreamParser, event_json, parse_arguments, stream_error};
+use crate::providers::attempt::{Emitter, Flow, StreamParser};
+use crate::providers::openai_chat::shared::{event_json, parse_arguments, stream_error};
 
 /// The state of one streamed response.
 #[derive(Debug)]
@@ -306,36 +307,17 @@ impl StreamParser for ResponsesStream {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
     use super::*;
-    use crate::model::DeltaSink;
+    use crate::providers::attempt::feed;
 
     /// Feeds `events` (as `data` objects) and returns the deltas and the outcome.
     fn run(events: &[Value]) -> (Vec<Delta>, Result<ModelResponse, ModelError>) {
-        let mut deltas = Vec::new();
-        let mut collect = |delta: Delta| deltas.push(delta);
-        let sink: Mutex<DeltaSink<'_>> = Mutex::new(&mut collect);
-        let mut emitter = Emitter::for_tests(&sink);
-        let mut stream = ResponsesStream::new("openai-responses", "gpt-test");
-        let mut outcome = None;
-        for data in events {
-            let event = Event {
-                event: data["type"].as_str().unwrap_or_default().into(),
-                data: data.to_string(),
-                ..Event::default()
-            };
-            match stream.event(&event, &mut emitter) {
-                Ok(Flow::Continue) => {}
-                Ok(Flow::Done) => break,
-                Err(error) => {
-                    outcome = Some(Err(error));
-                    break;
-                }
-            }
-        }
-        let outcome = outcome.unwrap_or_else(|| stream.finish());
-        (deltas, outcome)
+        let events = events.iter().map(|data| Event {
+            event: data["type"].as_str().unwrap_or_default().into(),
+            data: data.to_string(),
+            ..Event::default()
+        });
+        feed(ResponsesStream::new("openai-responses", "gpt-test"), events)
     }
 
     #[test]
