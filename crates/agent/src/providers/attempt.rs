@@ -180,13 +180,20 @@ pub(crate) fn keyed_post(
         builder = builder.header(*name, *value);
     }
     if let Some(key) = &settings.api_key {
-        builder = builder.header(key_header, secret(provider, key)?);
+        builder = builder.header(key_header, secret(provider, key_header, key)?);
     }
     Ok(builder.headers(extra_headers(provider, &settings.headers)?))
 }
 
-fn secret(provider: &'static str, key: &ApiKey) -> Result<HeaderValue, ModelError> {
-    let mut value = HeaderValue::from_str(key.expose()).map_err(|_| {
+/// The key as the value of `key_header`: `Bearer <key>` for `authorization`, the key itself for
+/// providers' own key headers (`x-api-key`, `x-goog-api-key`).
+fn secret(provider: &'static str, key_header: &str, key: &ApiKey) -> Result<HeaderValue, ModelError> {
+    let text = if key_header.eq_ignore_ascii_case("authorization") {
+        format!("Bearer {}", key.expose())
+    } else {
+        key.expose().to_owned()
+    };
+    let mut value = HeaderValue::from_str(&text).map_err(|_| {
         ModelError::new(provider, ModelErrorKind::Authentication, "the API key is not a valid header value")
     })?;
     value.set_sensitive(true);

@@ -12,11 +12,11 @@ use serde_json::Value;
 
 use crate::model::{ModelError, ModelErrorKind};
 use crate::providers::ProviderSettings;
-use crate::providers::attempt::{Exchange, StreamParser};
+use crate::providers::attempt::{Exchange, StreamParser, keyed_post};
 use crate::providers::http::{kind_for_status, retry_after};
 
 /// One streamed call to an OpenAI API at `path` (`/chat/completions`, `/responses`): the bearer
-/// key, extra headers appended as given, OpenAI's error bodies, and a fresh parser per attempt.
+/// key, extra headers (replacing defaults, as for every provider), OpenAI's error bodies, and a fresh parser per attempt.
 pub(crate) struct OpenAiCall<'a, F> {
     settings: &'a ProviderSettings,
     http: &'a reqwest::Client,
@@ -39,18 +39,7 @@ impl<P: StreamParser, F: Fn() -> P + Sync> Exchange for OpenAiCall<'_, F> {
     type Parser = P;
 
     fn request(&self) -> Result<reqwest::RequestBuilder, ModelError> {
-        let mut builder = self
-            .http
-            .post(self.settings.url(self.path))
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(http::header::ACCEPT, "text/event-stream");
-        if let Some(key) = &self.settings.api_key {
-            builder = builder.bearer_auth(key.expose());
-        }
-        for (name, value) in &self.settings.headers {
-            builder = builder.header(name, value);
-        }
-        Ok(builder)
+        keyed_post(self.settings, self.http, self.settings.url(self.path), "authorization", &[])
     }
 
     fn error(&self, status: u16, headers: &HeaderMap, body: &str) -> ModelError {
