@@ -3,6 +3,7 @@
 //! [`ModelResponse`] (content blocks, normalised stop reason, usage). Every provider adapter in
 //! [`crate::providers`] implements it; the agent loop only ever sees this.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use runtools_protocol::agent::{ContentBlock, Message, StopReason, ToolSpec, Usage};
@@ -14,8 +15,10 @@ pub struct ModelRequest {
     /// any `provider/` prefix.
     pub model: String,
     pub system: Option<String>,
-    pub messages: Vec<Message>,
-    pub tools: Vec<ToolSpec>,
+    /// Shared with the run's state, so a call does not copy the conversation.
+    pub messages: Arc<Vec<Message>>,
+    /// Shared by every call of every run of an agent.
+    pub tools: Arc<Vec<ToolSpec>>,
     /// Upper bound on output tokens for this call.
     pub max_tokens: u32,
     pub temperature: Option<f32>,

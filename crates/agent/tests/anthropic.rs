@@ -27,8 +27,8 @@ fn request(messages: Vec<Message>) -> ModelRequest {
     ModelRequest {
         model: "claude-sonnet-4-20250514".into(),
         system: Some("You are a careful coding agent.".into()),
-        messages,
-        tools: vec![common::read_file_tool(true), common::grep_tool()],
+        messages: std::sync::Arc::new(messages),
+        tools: std::sync::Arc::new(vec![common::read_file_tool(true), common::grep_tool()]),
         max_tokens: 4096,
         temperature: None,
         thinking: Some(ThinkingConfig { budget_tokens: 2048 }),
@@ -92,7 +92,7 @@ async fn tool_use_conversation_round_trips_thinking_signatures_and_tool_results(
         ]
     );
 
-    let mut messages = first.messages.clone();
+    let mut messages = first.messages.to_vec();
     messages.push(Message { role: Role::Assistant, content: response.content.clone() });
     messages.push(common::tool_results(&[
         ("toolu_01A", "read_file", "fn main() { println!(\"hi\"); }", false),

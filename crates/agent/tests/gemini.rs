@@ -44,8 +44,8 @@ fn request(messages: Vec<Message>) -> ModelRequest {
     ModelRequest {
         model: MODEL.into(),
         system: Some("You are a careful coding agent.".into()),
-        messages,
-        tools: vec![
+        messages: std::sync::Arc::new(messages),
+        tools: std::sync::Arc::new(vec![
             common::read_file_tool(true),
             ToolSpec { name: "grep".into(), description: "Search files".into(), input_schema: schemars_schema() },
             ToolSpec {
@@ -53,7 +53,7 @@ fn request(messages: Vec<Message>) -> ModelRequest {
                 description: "List running tasks".into(),
                 input_schema: json!({"type": "object", "properties": {}, "additionalProperties": false}),
             },
-        ],
+        ]),
         max_tokens: 4096,
         temperature: Some(0.2),
         thinking: Some(ThinkingConfig { budget_tokens: 2048 }),
@@ -119,7 +119,7 @@ async fn tool_use_conversation_round_trips_thought_signatures_and_function_respo
         ]
     );
 
-    let mut messages = first.messages.clone();
+    let mut messages = first.messages.to_vec();
     messages.push(Message { role: Role::Assistant, content: response.content.clone() });
     messages.push(common::tool_results(&[
         ("call_1", "read_file", "fn main() { println!(\"hi\"); }", false),
@@ -218,7 +218,7 @@ async fn a_text_answer_keeps_its_signature_and_finish_reasons_are_normalised() {
         })
     );
 
-    let mut messages = first.messages.clone();
+    let mut messages = first.messages.to_vec();
     messages.push(Message { role: Role::Assistant, content: response.content });
     messages.push(Message::user("Write an essay about it."));
     let cut = call(&model, &request(messages.clone())).await.0.unwrap();

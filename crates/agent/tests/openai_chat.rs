@@ -29,8 +29,8 @@ fn request(messages: Vec<Message>) -> ModelRequest {
     ModelRequest {
         model: "gpt-4.1".into(),
         system: Some("You are terse.".into()),
-        messages,
-        tools: vec![common::read_file_tool(false), common::grep_tool()],
+        messages: std::sync::Arc::new(messages),
+        tools: std::sync::Arc::new(vec![common::read_file_tool(false), common::grep_tool()]),
         max_tokens: 2048,
         temperature: None,
         thinking: None,

@@ -30,8 +30,8 @@ fn request(messages: Vec<Message>) -> ModelRequest {
     ModelRequest {
         model: "o4-mini".into(),
         system: Some("You are terse.".into()),
-        messages,
-        tools: vec![common::read_file_tool(false), common::grep_tool()],
+        messages: std::sync::Arc::new(messages),
+        tools: std::sync::Arc::new(vec![common::read_file_tool(false), common::grep_tool()]),
         max_tokens: 4096,
         temperature: None,
         thinking: Some(ThinkingConfig { budget_tokens: 4096 }),

@@ -12,8 +12,8 @@ fn request(model: String) -> ModelRequest {
     ModelRequest {
         model,
         system: None,
-        messages: vec![Message::user("hi")],
-        tools: Vec::new(),
+        messages: std::sync::Arc::new(vec![Message::user("hi")]),
+        tools: std::sync::Arc::default(),
         max_tokens: 64,
         temperature: None,
         thinking: None,

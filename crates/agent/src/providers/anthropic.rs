@@ -41,7 +41,7 @@ impl Model for Anthropic {
 
     async fn stream(&self, request: &ModelRequest, sink: DeltaSink<'_>) -> Result<ModelResponse, ModelError> {
         let exchange = Messages { adapter: self, model: &request.model };
-        stream_call(&self.settings, "anthropic messages", request, &request_body(request), sink, &exchange).await
+        stream_call(&self.settings, "anthropic messages", request, request_body(request), sink, &exchange).await
     }
 }
 
@@ -236,7 +236,7 @@ mod tests {
         let request = ModelRequest {
             model: "claude-sonnet-4-20250514".into(),
             system: Some("Be brief.".into()),
-            messages: vec![
+            messages: std::sync::Arc::new(vec![
                 Message::user("hi"),
                 Message {
                     role: Role::Assistant,
@@ -269,12 +269,12 @@ mod tests {
                         },
                     ],
                 },
-            ],
-            tools: vec![ToolSpec {
+            ]),
+            tools: std::sync::Arc::new(vec![ToolSpec {
                 name: "ls".into(),
                 description: "List".into(),
                 input_schema: json!({"type": "object"}),
-            }],
+            }]),
             max_tokens: 2048,
             temperature: Some(0.7),
             thinking: Some(ThinkingConfig { budget_tokens: 1024 }),

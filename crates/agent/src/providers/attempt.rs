@@ -77,14 +77,17 @@ pub(crate) async fn stream_call(
     settings: &ProviderSettings,
     label: &'static str,
     request: &ModelRequest,
-    body: &Value,
+    body: Value,
     sink: DeltaSink<'_>,
     exchange: &impl Exchange,
 ) -> Result<ModelResponse, ModelError> {
     let provider = settings.name;
-    let body = bytes::Bytes::from(serde_json::to_vec(body).map_err(|error| {
+    let encoded = serde_json::to_vec(&body).map_err(|error| {
         ModelError::new(provider, ModelErrorKind::InvalidRequest, format!("cannot encode the request: {error}"))
-    })?);
+    });
+    // The JSON tree is many times the size of its text: free it before the call is in flight.
+    drop(body);
+    let body = bytes::Bytes::from(encoded?);
     tracing::debug!(
         provider,
         model = %request.model,

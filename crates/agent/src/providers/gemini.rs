@@ -50,7 +50,7 @@ impl Model for Gemini {
 
     async fn stream(&self, request: &ModelRequest, sink: DeltaSink<'_>) -> Result<ModelResponse, ModelError> {
         let exchange = Generate { adapter: self, request };
-        stream_call(&self.settings, "gemini streamGenerateContent", request, &request_body(request), sink, &exchange)
+        stream_call(&self.settings, "gemini streamGenerateContent", request, request_body(request), sink, &exchange)
             .await
     }
 }

@@ -25,10 +25,9 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::StreamExt;
 use runtools_protocol::agent::{
-    AgentEvent, CancelMode, ContentBlock, Message, Role, RunErrorCode, StopReason, ToolStatus, Usage,
+    AgentEvent, CancelMode, ContentBlock, Message, Role, RunErrorCode, StopReason, ToolSpec, ToolStatus, Usage,
 };
 use runtools_protocol::{EventEnvelope, EventId};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 pub use control::RunControl;
@@ -88,6 +87,8 @@ pub struct Agent {
     pub temperature: Option<f32>,
     /// `max_tokens` of each model call (default 8,192).
     pub max_output_tokens: u32,
+    /// `tools.specs()`, asked once and shared by every call.
+    tool_specs: std::sync::OnceLock<Arc<Vec<ToolSpec>>>,
 }
 
 impl Agent {
@@ -102,7 +103,13 @@ impl Agent {
             thinking: None,
             temperature: None,
             max_output_tokens: 8_192,
+            tool_specs: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The tools as the model is told about them (asked of the tool set once).
+    pub fn tool_specs(&self) -> Arc<Vec<ToolSpec>> {
+        self.tool_specs.get_or_init(|| Arc::new(self.tools.specs())).clone()
     }
 }
 
@@ -158,7 +165,7 @@ impl Runner<'_> {
         if !self.state.started {
             let event = AgentEvent::RunStarted {
                 model: self.agent.model_id.clone(),
-                tools: self.agent.tools.specs().into_iter().map(|spec| spec.name).collect(),
+                tools: self.agent.tool_specs().iter().map(|spec| spec.name.clone()).collect(),
                 max_turns: self.agent.limits.max_turns,
             };
             self.emit(None, event).await?;
@@ -187,7 +194,8 @@ impl Runner<'_> {
                 .map(|(id, name, input)| (id.to_owned(), name.to_owned(), input.clone()))
                 .collect();
             if !response.content.is_empty() {
-                self.state.messages.push(Message { role: Role::Assistant, content: response.content.clone() });
+                let message = Message { role: Role::Assistant, content: response.content.clone() };
+                Arc::make_mut(&mut self.state.messages).push(message);
             }
             if calls.is_empty() {
                 match response.stop_reason {
@@ -282,7 +290,7 @@ impl Runner<'_> {
             model: self.agent.model_id.clone(),
             system: self.agent.system_prompt.clone(),
             messages: self.state.messages.clone(),
-            tools: self.agent.tools.specs(),
+            tools: self.agent.tool_specs(),
             max_tokens: self.agent.max_output_tokens,
             temperature: self.agent.temperature,
             thinking: self.agent.thinking,
@@ -296,65 +304,57 @@ impl Runner<'_> {
         request: ModelRequest,
     ) -> Result<Result<ModelResponse, crate::model::ModelError>, Halt> {
         let step = self.state.turns + 1;
-        let (sender, mut deltas) = mpsc::unbounded_channel();
+        let queue = Arc::new(DeltaQueue::default());
         let model = self.agent.model.clone();
+        let producer = queue.clone();
         let call = async move {
-            let mut forward = move |delta: Delta| {
-                let _ = sender.send(delta);
-            };
+            let mut forward = move |delta: Delta| producer.push(delta);
             model.stream(&request, &mut forward).await
         };
         tokio::pin!(call);
-        let mut result = None;
         loop {
             let deadline = self.deadline();
             tokio::select! {
                 biased;
                 () = self.control.cancelled_immediately() => return Err(Halt::Cancelled(CancelMode::Immediate)),
                 () = sleep_until(deadline) => return Err(Halt::TimedOut),
-                delta = deltas.recv() => match delta {
-                    Some(delta) => self.emit_deltas(step, delta, &mut deltas).await?,
-                    None => break,
-                },
-                response = &mut call, if result.is_none() => result = Some(response),
+                () = queue.ready.notified() => self.emit_deltas(step, queue.take()).await?,
+                response = &mut call => {
+                    self.emit_deltas(step, queue.take()).await?;
+                    return Ok(response);
+                }
             }
-        }
-        match result {
-            Some(result) => Ok(result),
-            // The delta channel closes only once the call has finished.
-            None => Ok(call.await),
         }
     }
 
-    /// Emits `first` and whatever deltas of the same kind are already queued behind it as one.
-    async fn emit_deltas(
-        &mut self,
-        step: u32,
-        first: Delta,
-        queued: &mut mpsc::UnboundedReceiver<Delta>,
-    ) -> Result<(), Halt> {
-        let mut pending = Some(first);
-        while let Some(delta) = pending.take() {
-            let (thinking, mut text) = match delta {
+    /// Emits queued deltas, each run of one kind as one event.
+    async fn emit_deltas(&mut self, step: u32, deltas: Vec<Delta>) -> Result<(), Halt> {
+        let mut run: Option<(bool, String)> = None;
+        for delta in deltas {
+            let (thinking, text) = match delta {
                 Delta::Text(text) => (false, text),
                 Delta::Thinking(text) => (true, text),
                 // The consolidated `tool_call` event follows once the arguments are complete.
                 Delta::ToolCallStarted { .. } => continue,
             };
-            while let Ok(next) = queued.try_recv() {
-                match next {
-                    Delta::Text(more) if !thinking => text.push_str(&more),
-                    Delta::Thinking(more) if thinking => text.push_str(&more),
-                    other => {
-                        pending = Some(other);
-                        break;
+            match &mut run {
+                Some((kind, pending)) if *kind == thinking => pending.push_str(&text),
+                _ => {
+                    if let Some((kind, pending)) = run.replace((thinking, text)) {
+                        self.emit_delta(step, kind, pending).await?;
                     }
                 }
             }
-            let event = if thinking { AgentEvent::ThinkingDelta { text } } else { AgentEvent::MessageDelta { text } };
-            self.emit(Some(step), event).await?;
+        }
+        if let Some((thinking, text)) = run {
+            self.emit_delta(step, thinking, text).await?;
         }
         Ok(())
+    }
+
+    async fn emit_delta(&mut self, step: u32, thinking: bool, text: String) -> Result<(), Halt> {
+        let event = if thinking { AgentEvent::ThinkingDelta { text } } else { AgentEvent::MessageDelta { text } };
+        self.emit(Some(step), event).await
     }
 
     async fn emit_response(&mut self, response: &ModelResponse) -> Result<(), Halt> {
@@ -435,7 +435,7 @@ impl Runner<'_> {
             };
             results.push(ContentBlock::ToolResult { tool_use_id: id.clone(), name: name.clone(), content, is_error });
         }
-        self.state.messages.push(Message { role: Role::User, content: results });
+        Arc::make_mut(&mut self.state.messages).push(Message { role: Role::User, content: results });
         self.state.finished_calls.clear();
         Ok(())
     }
@@ -443,7 +443,7 @@ impl Runner<'_> {
     /// Compacts the conversation; false when there was nothing left to compact.
     async fn compact(&mut self, reason: &str) -> Result<bool, Halt> {
         let before = self.state.messages.len();
-        if compact::shrink_old_tool_results(&mut self.state.messages) {
+        if compact::shrink_old_tool_results(Arc::make_mut(&mut self.state.messages).as_mut_slice()) {
             self.emit_compacted(before, reason, "old tool results were cut").await?;
             return Ok(true);
         }
@@ -451,8 +451,8 @@ impl Runner<'_> {
         let request = ModelRequest {
             model: self.agent.model_id.clone(),
             system: Some(compact::SUMMARY_SYSTEM_PROMPT.to_owned()),
-            messages: vec![Message::user(compact::transcript(&self.state.messages[1..split]))],
-            tools: Vec::new(),
+            messages: Arc::new(vec![Message::user(compact::transcript(&self.state.messages[1..split]))]),
+            tools: Arc::default(),
             max_tokens: self.agent.max_output_tokens.min(4_096),
             temperature: None,
             thinking: None,
@@ -469,7 +469,7 @@ impl Runner<'_> {
                 format!("({} earlier messages were removed; their summary could not be written)", split - 1)
             }
         };
-        self.state.messages = compact::apply(&self.state.messages, split, &summary);
+        self.state.messages = Arc::new(compact::apply(&self.state.messages, split, &summary));
         self.emit_compacted(before, reason, "older turns were summarised").await?;
         Ok(true)
     }
@@ -555,6 +555,26 @@ impl Runner<'_> {
         let timeout = self.agent.limits.run_timeout?;
         let used = Duration::from_millis(self.state.elapsed_ms);
         Some(self.segment_start + timeout.saturating_sub(used))
+    }
+}
+
+/// Deltas a model call pushes (synchronously, from the adapter's sink) for the loop to drain.
+/// Lighter than a channel: a run holds one for the length of a call.
+#[derive(Debug, Default)]
+struct DeltaQueue {
+    pending: std::sync::Mutex<Vec<Delta>>,
+    ready: tokio::sync::Notify,
+}
+
+impl DeltaQueue {
+    fn push(&self, delta: Delta) {
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(delta);
+        // Stores a permit when the loop is not waiting, so no wake-up is lost.
+        self.ready.notify_one();
+    }
+
+    fn take(&self) -> Vec<Delta> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 }
 

@@ -3,6 +3,8 @@
 //! already finished in the current step (so they are never run twice), and the terminal event once
 //! there is one.
 
+use std::sync::Arc;
+
 use runtools_protocol::RunId;
 use runtools_protocol::agent::{AgentEvent, ContentBlock, Message, Role, ToolStatus, Usage};
 use serde::{Deserialize, Serialize};
@@ -21,7 +23,8 @@ pub struct FinishedCall {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunState {
     pub run_id: RunId,
-    pub messages: Vec<Message>,
+    /// The conversation; shared (not copied) with the model call in flight.
+    pub messages: Arc<Vec<Message>>,
     /// Model calls made (a step is one model call and the tool calls it asked for).
     pub turns: u32,
     pub usage: Usage,
@@ -51,7 +54,7 @@ impl RunState {
     pub fn with_messages(run_id: RunId, messages: Vec<Message>) -> Self {
         Self {
             run_id,
-            messages,
+            messages: Arc::new(messages),
             turns: 0,
             usage: Usage::default(),
             cost_usd: 0.0,
@@ -99,7 +102,7 @@ mod tests {
     #[test]
     fn state_round_trips_through_json_and_finds_pending_calls() {
         let mut state = RunState::new(RunId::new(), "fix the bug");
-        state.messages.push(Message {
+        Arc::make_mut(&mut state.messages).push(Message {
             role: Role::Assistant,
             content: vec![
                 ContentBlock::text("Looking."),

@@ -76,7 +76,7 @@ impl Model for OpenAiChat {
         let exchange = OpenAiCall::new(&self.settings, &self.http, "/chat/completions", || {
             ChatStream::new(provider, &request.model)
         });
-        stream_call(&self.settings, "openai chat completions", request, &self.body(request), sink, &exchange).await
+        stream_call(&self.settings, "openai chat completions", request, self.body(request), sink, &exchange).await
     }
 }
 
@@ -155,7 +155,7 @@ mod tests {
         ModelRequest {
             model: "gpt-4.1".into(),
             system: Some("Be brief.".into()),
-            messages: vec![
+            messages: std::sync::Arc::new(vec![
                 Message::user("List files"),
                 Message {
                     role: Role::Assistant,
@@ -185,12 +185,12 @@ mod tests {
                         ContentBlock::text("And now?"),
                     ],
                 },
-            ],
-            tools: vec![ToolSpec {
+            ]),
+            tools: std::sync::Arc::new(vec![ToolSpec {
                 name: "ls".into(),
                 description: "List".into(),
                 input_schema: json!({"type": "object"}),
-            }],
+            }]),
             max_tokens: 1000,
             temperature: Some(0.5),
             thinking: Some(ThinkingConfig { budget_tokens: 4000 }),

@@ -84,7 +84,7 @@ impl Model for OpenAiResponses {
         let exchange = OpenAiCall::new(&self.settings, &self.http, "/responses", || {
             ResponsesStream::new(provider, &request.model)
         });
-        stream_call(&self.settings, "openai responses", request, &Self::body(request), sink, &exchange).await
+        stream_call(&self.settings, "openai responses", request, Self::body(request), sink, &exchange).await
     }
 }
 
@@ -175,7 +175,7 @@ mod tests {
         let request = ModelRequest {
             model: "o4-mini".into(),
             system: Some("Be brief.".into()),
-            messages: vec![
+            messages: std::sync::Arc::new(vec![
                 Message::user("List files"),
                 Message {
                     role: Role::Assistant,
@@ -209,12 +209,12 @@ mod tests {
                         is_error: false,
                     }],
                 },
-            ],
-            tools: vec![ToolSpec {
+            ]),
+            tools: std::sync::Arc::new(vec![ToolSpec {
                 name: "ls".into(),
                 description: "List".into(),
                 input_schema: json!({"type": "object"}),
-            }],
+            }]),
             max_tokens: 500,
             temperature: None,
             thinking: Some(ThinkingConfig { budget_tokens: 10_000 }),
