@@ -203,3 +203,84 @@ async fn an_agent_run_thinks_acts_and_repeats_in_a_sandbox() {
     let contents = reader.read_to_end().await.unwrap();
     assert_eq!(String::from_utf8(contents).unwrap(), "ANSWER = 42\nprint(ANSWER)\n");
 }
+
+/// edit_file's staged matching, end to end in a sandbox: each fallback, an ambiguous fuzzy match
+/// refused, and not-found with the closest candidates. (Every stage is also unit-tested on its
+/// own in `edit_file::tests`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edit_file_fuzzy_cases_in_a_namespace_sandbox() {
+    let Some(envd) = sandbox_prerequisites() else { return };
+    let sandbox = Sandbox::create(envd).await;
+    let envd = sandbox.client().await;
+    let toolbox = Toolbox::new(["edit_file"], ToolContext::new(envd.clone()).with_working_dir("/tmp")).unwrap();
+    // (name, file, old_string, new_string, expected file afterwards or None when refused, what the answer says)
+    let cases: &[(&str, &str, &str, &str, Option<&str>, &str)] = &[
+        ("exact", "a\nb\nc\n", "b\n", "B\n", Some("a\nB\nc\n"), "replaced 1 occurrence."),
+        (
+            "trailing whitespace",
+            "fn a() {   \n    body();\t\n}\n",
+            "fn a() {\n    body();\n}",
+            "fn a() {\n    other();\n}",
+            Some("fn a() {\n    other();\n}\n"),
+            "ignoring trailing whitespace",
+        ),
+        (
+            "indentation, re-indented",
+            "impl A {\n        fn f() {\n            g();\n        }\n}\n",
+            "fn f() {\n    g();\n}",
+            "fn f() {\n    h();\n}",
+            Some("impl A {\n        fn f() {\n            h();\n        }\n}\n"),
+            "ignoring a difference in indentation",
+        ),
+        (
+            "trimmed lines",
+            "def f():\n    if x:\n        return 1\n",
+            "if x:\n  return 1",
+            "if x:\n  return 2",
+            Some("def f():\n    if x:\n        return 2\n"),
+            "ignoring whitespace at the start and end of each line",
+        ),
+        (
+            "unicode punctuation",
+            "say(\"it's -- done...\");\n",
+            "say(\u{201c}it\u{2019}s \u{2013}\u{2014} done\u{2026}\u{201d});",
+            "say(\"it's done\");",
+            Some("say(\"it's done\");\n"),
+            "punctuation",
+        ),
+        ("exact ambiguous", "x\ny\nx\n", "x", "z", None, "matches 2 places in fuzzy.txt (lines 1, 3)"),
+        ("fuzzy ambiguous", "x  \ny\nx \n", "x\n", "z\n", None, "which is ambiguous"),
+        (
+            "not found",
+            "alpha\nbeta\ngamma\n",
+            "betta\ngama",
+            "delta",
+            None,
+            "Lines 2-3 (86% similar):\n     2\tbeta\n     3\tgamma",
+        ),
+    ];
+    for &(name, file, old, new, expected, says) in cases {
+        let data: &[u8] = file.as_bytes();
+        envd.write("/tmp/fuzzy.txt", runtools_envd::WriteOptions::default(), data).await.unwrap();
+        let call = ToolCall {
+            id: name.into(),
+            name: "edit_file".into(),
+            input: json!({"path": "fuzzy.txt", "old_string": old, "new_string": new}),
+        };
+        let output = toolbox.call(&call).await;
+        let (_, mut reader) = envd.read("/tmp/fuzzy.txt", None, None).await.unwrap();
+        let after = String::from_utf8(reader.read_to_end().await.unwrap()).unwrap();
+        match expected {
+            Some(expected) => {
+                assert_eq!(output.status, ToolStatus::Ok, "{name}: {}", output.content);
+                assert_eq!(after, expected, "{name}");
+                assert!(output.diff.is_some(), "{name}: a diff");
+            }
+            None => {
+                assert_eq!(output.status, ToolStatus::Error, "{name}: {}", output.content);
+                assert_eq!(after, file, "{name}: a refused edit changes nothing");
+            }
+        }
+        assert!(output.content.contains(says), "{name}: {:?} should say {says:?}", output.content);
+    }
+}
