@@ -204,6 +204,10 @@ async fn an_agent_run_thinks_acts_and_repeats_in_a_sandbox() {
     assert_eq!(String::from_utf8(contents).unwrap(), "ANSWER = 42\nprint(ANSWER)\n");
 }
 
+/// (name, file, old_string, new_string, the file afterwards — `None` when refused — and what the
+/// answer says).
+type FuzzyCase = (&'static str, &'static str, &'static str, &'static str, Option<&'static str>, &'static str);
+
 /// edit_file's staged matching, end to end in a sandbox: each fallback, an ambiguous fuzzy match
 /// refused, and not-found with the closest candidates. (Every stage is also unit-tested on its
 /// own in `edit_file::tests`.)
@@ -213,8 +217,7 @@ async fn edit_file_fuzzy_cases_in_a_namespace_sandbox() {
     let sandbox = Sandbox::create(envd).await;
     let envd = sandbox.client().await;
     let toolbox = Toolbox::new(["edit_file"], ToolContext::new(envd.clone()).with_working_dir("/tmp")).unwrap();
-    // (name, file, old_string, new_string, expected file afterwards or None when refused, what the answer says)
-    let cases: &[(&str, &str, &str, &str, Option<&str>, &str)] = &[
+    let cases: &[FuzzyCase] = &[
         ("exact", "a\nb\nc\n", "b\n", "B\n", Some("a\nB\nc\n"), "replaced 1 occurrence."),
         (
             "trailing whitespace",
