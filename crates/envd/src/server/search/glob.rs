@@ -11,7 +11,9 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use ignore::{DirEntry, WalkBuilder};
 use runtools_protocol::envd::{EnvdError, EnvdErrorCode, GlobMatch, GlobSpec, Reply};
 
-use super::{CancelFlag, DEFAULT_MAX_RESULTS, REPLY_BATCH_BYTES, ReplySender, SearchBase, json_len, walk_builder};
+use super::{
+    CancelFlag, DEFAULT_MAX_RESULTS, REPLY_BATCH_BYTES, ReplySender, SearchBase, json_len, walk_builder, walk_files,
+};
 use crate::server::connection::envd_error;
 use crate::server::paths::SandboxRoot;
 
@@ -54,20 +56,7 @@ impl GlobSearch {
         // A min-heap on "how wanted": its top is the match to drop first when over the cap.
         let mut newest: BinaryHeap<Reverse<Newest>> = BinaryHeap::new();
         let mut matched = 0usize;
-        for entry in self.walk.build() {
-            if cancel.is_set() {
-                return;
-            }
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(error) => {
-                    tracing::debug!(%error, "glob: skipping an unreadable entry");
-                    continue;
-                }
-            };
-            if !entry.file_type().is_some_and(|kind| kind.is_file()) {
-                continue;
-            }
+        for entry in walk_files(&self.walk, cancel, "glob") {
             let Ok(relative) = entry.path().strip_prefix(self.base.real()) else { continue };
             if !self.patterns.is_match(relative) {
                 continue;
@@ -78,6 +67,9 @@ impl GlobSearch {
             if newest.len() > self.max_results {
                 newest.pop();
             }
+        }
+        if cancel.is_set() {
+            return;
         }
         // `into_sorted_vec` is ascending in `Reverse`, i.e. most wanted first.
         let matches: Vec<GlobMatch> =

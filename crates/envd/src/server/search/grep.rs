@@ -18,7 +18,9 @@ use ignore::types::TypesBuilder;
 use runtools_protocol::envd::{EnvdError, EnvdErrorCode, GrepFile, GrepLine, GrepOutput, GrepSpec, Reply};
 use rustix::fs::OFlags;
 
-use super::{CancelFlag, DEFAULT_MAX_RESULTS, REPLY_BATCH_BYTES, ReplySender, SearchBase, json_len, walk_builder};
+use super::{
+    CancelFlag, DEFAULT_MAX_RESULTS, REPLY_BATCH_BYTES, ReplySender, SearchBase, json_len, walk_builder, walk_files,
+};
 use crate::server::connection::envd_error;
 use crate::server::paths::{SandboxRoot, os_error};
 
@@ -89,20 +91,8 @@ impl GrepSearch {
         let mut files_searched = 0u64;
         let mut remaining = self.max_results;
         let mut truncated = false;
-        for entry in self.walk.build() {
-            if cancel.is_set() {
-                return;
-            }
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(error) => {
-                    tracing::debug!(%error, "grep: skipping an unreadable entry");
-                    continue;
-                }
-            };
-            if !entry.file_type().is_some_and(|kind| kind.is_file()) {
-                continue;
-            }
+        let walk = self.walk.clone();
+        for entry in walk_files(&walk, cancel, "grep") {
             let found = match self.search_file(entry.path(), remaining, cancel) {
                 Ok(found) => found,
                 Err(error) => {
@@ -135,6 +125,9 @@ impl GrepSearch {
                 truncated = true;
                 break;
             }
+        }
+        if cancel.is_set() {
+            return;
         }
         batcher.flush(truncated, files_searched);
     }

@@ -41,6 +41,25 @@ fn json_len(value: &impl serde::Serialize) -> usize {
     serde_json::to_vec(value).map_or(0, |json| json.len()) + 1
 }
 
+/// The regular files of `walk`, in walk order, skipping entries that cannot be read (logged for
+/// `op`) and ending early once `cancel` is set — callers check it again after the loop.
+pub(super) fn walk_files<'a>(
+    walk: &WalkBuilder,
+    cancel: &'a CancelFlag,
+    op: &'static str,
+) -> impl Iterator<Item = ignore::DirEntry> + 'a {
+    walk.build()
+        .take_while(move |_| !cancel.is_set())
+        .filter_map(move |entry| match entry {
+            Ok(entry) => Some(entry),
+            Err(error) => {
+                tracing::debug!(%error, "{op}: skipping an unreadable entry");
+                None
+            }
+        })
+        .filter(|entry| entry.file_type().is_some_and(|kind| kind.is_file()))
+}
+
 /// Tells a running walk to stop. Checked between files and inside long file searches.
 #[derive(Debug, Clone, Default)]
 pub(super) struct CancelFlag(Arc<AtomicBool>);
