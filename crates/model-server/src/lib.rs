@@ -180,7 +180,7 @@ pub enum ErrorKind {
     InvalidRequest,
     /// 400 with the API's "prompt too long" / `context_length_exceeded` error.
     ContextOverflow,
-    /// 401.
+    /// 401 (Gemini: 400 `INVALID_ARGUMENT` with reason `API_KEY_INVALID`, as the real API answers).
     Authentication,
 }
 
