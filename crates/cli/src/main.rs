@@ -7,6 +7,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a CLI talks to its user on stdout/stderr
 
 mod connect;
+mod init;
 mod keys;
 mod output;
 mod sandbox;
@@ -57,6 +58,8 @@ struct GlobalArgs {
 enum Command {
     /// Run the control-plane server.
     Server(server::ServerArgs),
+    /// Scaffold a project: runtools.config.ts, agents/, templates/, tools/, package.json.
+    Init(init::InitArgs),
     /// Create, list and revoke API keys (needs the admin key).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -111,6 +114,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => server::run(&cli.global, args).await,
+        Command::Init(args) => init::run(&args),
         Command::Keys(command) => keys::run(&cli.global, command).await,
         Command::Secrets(command) => secrets::run(&cli.global, command).await,
         Command::Sandbox(command) => sandbox::run(&cli.global, command).await,
