@@ -13,6 +13,7 @@ mod output;
 mod sandbox;
 mod secrets;
 mod server;
+mod validate;
 mod whoami;
 
 use std::path::PathBuf;
@@ -60,6 +61,8 @@ enum Command {
     Server(server::ServerArgs),
     /// Scaffold a project: runtools.config.ts, agents/, templates/, tools/, package.json.
     Init(init::InitArgs),
+    /// Check a project's agents (read statically) and print every problem at once.
+    Validate(validate::ValidateArgs),
     /// Create, list and revoke API keys (needs the admin key).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -115,6 +118,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => server::run(&cli.global, args).await,
         Command::Init(args) => init::run(&args),
+        Command::Validate(args) => validate::run(&args, cli.global.json),
         Command::Keys(command) => keys::run(&cli.global, command).await,
         Command::Secrets(command) => secrets::run(&cli.global, command).await,
         Command::Sandbox(command) => sandbox::run(&cli.global, command).await,

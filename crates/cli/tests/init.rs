@@ -1,5 +1,5 @@
-//! `runtools init` end to end: the seed's project layout, and that nothing existing is replaced
-//! without `--force`.
+//! `runtools init` and `runtools validate` end to end: the seed's project layout, nothing existing
+//! replaced without `--force`, and a project's problems reported together with their positions.
 
 #![allow(clippy::unwrap_used)]
 
@@ -63,4 +63,28 @@ fn init_never_overwrites_without_force() {
     assert!(std::fs::read_to_string(temp.path().join("agents/code-assistant.ts")).unwrap().contains("defineAgent"));
     assert!(temp.path().join("runtools.config.ts").is_file());
     assert_eq!(std::fs::read_to_string(temp.path().join("notes.txt")).unwrap(), "keep me\n", "other files stay");
+}
+
+#[test]
+fn a_new_project_validates_and_problems_are_reported_with_positions() {
+    let temp = tempfile::tempdir().unwrap();
+    assert!(init(&["proj"], temp.path()).status.success());
+    let project = temp.path().join("proj");
+    let validate = || Command::new(BIN).arg("validate").arg(&project).output().unwrap();
+    let output = validate();
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("1 agent, no problems"), "{}", text(&output));
+    assert!(text(&output).contains("code-assistant"));
+
+    std::fs::write(
+        project.join("agents/broken.ts"),
+        "import { defineAgent } from '@runtools/sdk';\nexport default defineAgent({\n  slug: 'other',\n  model: getModel(),\n  tools: ['bash', 'teleport'],\n});\n",
+    )
+    .unwrap();
+    let output = validate();
+    assert!(!output.status.success());
+    let report = text(&output);
+    assert!(report.contains("agents/broken.ts:4:10: cannot evaluate a function call"), "{report}");
+    assert!(report.contains("agents/broken.ts:5:19: unknown tool `teleport`"), "{report}");
+    assert!(report.contains("has 2 problems"), "{report}");
 }
