@@ -189,25 +189,28 @@ impl Runner<'_> {
                 self.compact(&reason).await?;
             }
             let response = self.model_step().await?;
-            let calls: Vec<(String, String, serde_json::Value)> = response
-                .tool_calls()
-                .map(|(id, name, input)| (id.to_owned(), name.to_owned(), input.clone()))
-                .collect();
-            if !response.content.is_empty() {
-                let message = Message { role: Role::Assistant, content: response.content.clone() };
+            let answered = !response.content.is_empty();
+            if answered {
+                let message = Message { role: Role::Assistant, content: response.content };
                 Arc::make_mut(&mut self.state.messages).push(message);
             }
+            // Only an answer just added can hold calls: the conversation ended with tool results.
+            let calls = self.state.pending_tool_calls();
             if calls.is_empty() {
                 match response.stop_reason {
                     // The provider paused a long turn: send it back and let the model go on.
-                    StopReason::PauseTurn if !response.content.is_empty() => continue,
+                    StopReason::PauseTurn if answered => continue,
                     StopReason::ToolUse | StopReason::PauseTurn => return Err(Halt::Complete(StopReason::EndTurn)),
                     other => return Err(Halt::Complete(other)),
                 }
             }
             let step = self.state.turns;
-            for (id, name, input) in &calls {
-                let event = AgentEvent::ToolCall { call_id: id.clone(), name: name.clone(), input: input.clone() };
+            for call in &calls {
+                let event = AgentEvent::ToolCall {
+                    call_id: call.id.clone(),
+                    name: call.name.clone(),
+                    input: call.input.clone(),
+                };
                 self.emit(Some(step), event).await?;
             }
             self.check_budget()?;
@@ -385,28 +388,17 @@ impl Runner<'_> {
 
     /// Runs the step's tool calls that have not finished yet, then adds every result (in the
     /// order the model asked) to the conversation.
-    async fn run_tools(&mut self, calls: Vec<(String, String, serde_json::Value)>) -> Result<(), Halt> {
+    async fn run_tools(&mut self, calls: Vec<ToolCall>) -> Result<(), Halt> {
         let step = Some(self.state.turns);
-        let finished: HashSet<String> = self.state.finished_calls.iter().map(|call| call.call_id.clone()).collect();
+        let finished: HashSet<&str> = self.state.finished_calls.iter().map(|call| call.call_id.as_str()).collect();
         let timeout = self.agent.limits.tool_timeout;
-        let remaining: Vec<ToolCall> = calls
-            .iter()
-            .filter(|(id, _, _)| !finished.contains(id))
-            .map(|(id, name, input)| ToolCall { id: id.clone(), name: name.clone(), input: input.clone() })
-            .collect();
-        let mut pending = Vec::with_capacity(remaining.len());
-        for call in remaining {
-            pending.push(call_tool(self.agent.tools.clone(), call, timeout));
+        let mut pending = Vec::with_capacity(calls.len());
+        for call in calls.iter().filter(|call| !finished.contains(call.id.as_str())) {
+            pending.push(call_tool(self.agent.tools.clone(), call.clone(), timeout));
         }
         let mut running = futures::stream::iter(pending).buffer_unordered(self.agent.limits.max_parallel_tools.max(1));
         loop {
-            let deadline = self.deadline();
-            let next = tokio::select! {
-                biased;
-                () = self.control.cancelled_immediately() => return Err(Halt::Cancelled(CancelMode::Immediate)),
-                () = sleep_until(deadline) => return Err(Halt::TimedOut),
-                next = running.next() => next,
-            };
+            let next = guarded(self.control, self.deadline(), running.next()).await?;
             let Some((call, output, took)) = next else { break };
             let event = AgentEvent::ToolResult {
                 call_id: call.id.clone(),
@@ -427,13 +419,13 @@ impl Runner<'_> {
             self.checkpoint().await?;
         }
         let mut results = Vec::with_capacity(calls.len());
-        for (id, name, _) in &calls {
-            let finished = self.state.finished_calls.iter().find(|call| &call.call_id == id);
+        for call in calls {
+            let finished = self.state.finished_calls.iter().find(|finished| finished.call_id == call.id);
             let (content, is_error) = match finished {
-                Some(call) => (call.content.clone(), call.status != ToolStatus::Ok),
-                None => (format!("`{name}` produced no result"), true),
+                Some(finished) => (finished.content.clone(), finished.status != ToolStatus::Ok),
+                None => (format!("`{}` produced no result", call.name), true),
             };
-            results.push(ContentBlock::ToolResult { tool_use_id: id.clone(), name: name.clone(), content, is_error });
+            results.push(ContentBlock::ToolResult { tool_use_id: call.id, name: call.name, content, is_error });
         }
         Arc::make_mut(&mut self.state.messages).push(Message { role: Role::User, content: results });
         self.state.finished_calls.clear();

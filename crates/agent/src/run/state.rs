@@ -9,6 +9,8 @@ use runtools_protocol::RunId;
 use runtools_protocol::agent::{AgentEvent, ContentBlock, Message, Role, ToolStatus, Usage};
 use serde::{Deserialize, Serialize};
 
+use crate::toolset::ToolCall;
+
 /// A tool call of the current step that has finished.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FinishedCall {
@@ -68,8 +70,9 @@ impl RunState {
     }
 
     /// The tool calls of the last assistant message when their results are not in the
-    /// conversation yet: a step interrupted between asking for tools and answering them.
-    pub fn pending_tool_calls(&self) -> Vec<(String, String, serde_json::Value)> {
+    /// conversation yet: the current step's calls, or a step interrupted between asking for tools
+    /// and answering them.
+    pub fn pending_tool_calls(&self) -> Vec<ToolCall> {
         let Some(last) = self.messages.last() else { return Vec::new() };
         if last.role != Role::Assistant {
             return Vec::new();
@@ -77,7 +80,9 @@ impl RunState {
         last.content
             .iter()
             .filter_map(|block| match block {
-                ContentBlock::ToolUse { id, name, input, .. } => Some((id.clone(), name.clone(), input.clone())),
+                ContentBlock::ToolUse { id, name, input, .. } => {
+                    Some(ToolCall { id: id.clone(), name: name.clone(), input: input.clone() })
+                }
                 _ => None,
             })
             .collect()
