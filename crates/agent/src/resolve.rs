@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::model::Model;
-use crate::providers::{self, ApiKey, ProviderSettings, RetryPolicy, WireProtocol};
+use crate::providers::{self, ApiKey, ProviderSettings, WireProtocol};
 
 /// A model as an agent definition names it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,6 +160,30 @@ impl ProvidersConfig {
         self.with_env(|name| std::env::var(name).ok())
     }
 
+    /// The settings of provider `name` (one of the names `resolve_name` maps to): its endpoint in
+    /// this config, its public base URL by default, and whether it needs a key (local servers do
+    /// not).
+    fn settings(&self, name: &'static str, protocol: WireProtocol) -> Result<ProviderSettings, ResolveError> {
+        let (endpoint, default_base_url, key) = match name {
+            "anthropic" => (&self.anthropic, "https://api.anthropic.com", Some(("ANTHROPIC_API_KEY", "anthropic"))),
+            "openai" => (&self.openai, "https://api.openai.com/v1", Some(("OPENAI_API_KEY", "openai"))),
+            "gemini" => (&self.gemini, "https://generativelanguage.googleapis.com", Some(("GEMINI_API_KEY", "gemini"))),
+            "ollama" => (&self.ollama, "http://127.0.0.1:11434/v1", None),
+            "groq" => (&self.groq, "https://api.groq.com/openai/v1", Some(("GROQ_API_KEY", "groq"))),
+            "together" => (&self.together, "https://api.together.xyz/v1", Some(("TOGETHER_API_KEY", "together"))),
+            _ => (&self.openai_compatible, "http://127.0.0.1:8000/v1", None),
+        };
+        let base_url = endpoint.base_url.clone().unwrap_or_else(|| default_base_url.to_owned());
+        let mut settings = ProviderSettings::new(name, protocol, base_url);
+        settings.api_key = endpoint.api_key.clone().map(ApiKey::new);
+        if settings.api_key.is_none()
+            && let Some((env, config)) = key
+        {
+            return Err(ResolveError::MissingKey { provider: name, env, config });
+        }
+        Ok(settings)
+    }
+
     /// Resolves a model reference to a provider, protocol, base URL and key.
     pub fn resolve(&self, model: &ModelRef) -> Result<Resolved, ResolveError> {
         match model {
@@ -179,67 +203,16 @@ impl ProvidersConfig {
             OpenAiApi::Responses => WireProtocol::OpenaiResponses,
             OpenAiApi::Chat => WireProtocol::OpenaiChat,
         };
-        let settings = match provider.as_str() {
-            "anthropic" => endpoint_settings(
-                "anthropic",
-                WireProtocol::Anthropic,
-                &self.anthropic,
-                "https://api.anthropic.com",
-                Some(("ANTHROPIC_API_KEY", "anthropic")),
-            )?,
-            "openai" => endpoint_settings(
-                "openai",
-                openai_protocol,
-                &self.openai,
-                "https://api.openai.com/v1",
-                Some(("OPENAI_API_KEY", "openai")),
-            )?,
-            "openai-chat" => endpoint_settings(
-                "openai",
-                WireProtocol::OpenaiChat,
-                &self.openai,
-                "https://api.openai.com/v1",
-                Some(("OPENAI_API_KEY", "openai")),
-            )?,
-            "openai-responses" => endpoint_settings(
-                "openai",
-                WireProtocol::OpenaiResponses,
-                &self.openai,
-                "https://api.openai.com/v1",
-                Some(("OPENAI_API_KEY", "openai")),
-            )?,
-            "gemini" | "google" => endpoint_settings(
-                "gemini",
-                WireProtocol::Gemini,
-                &self.gemini,
-                "https://generativelanguage.googleapis.com",
-                Some(("GEMINI_API_KEY", "gemini")),
-            )?,
-            // Local servers usually need no key.
-            "openai-compatible" | "compatible" | "vllm" => endpoint_settings(
-                "openai-compatible",
-                WireProtocol::OpenaiChat,
-                &self.openai_compatible,
-                "http://127.0.0.1:8000/v1",
-                None,
-            )?,
-            "ollama" => {
-                endpoint_settings("ollama", WireProtocol::OpenaiChat, &self.ollama, "http://127.0.0.1:11434/v1", None)?
-            }
-            "groq" => endpoint_settings(
-                "groq",
-                WireProtocol::OpenaiChat,
-                &self.groq,
-                "https://api.groq.com/openai/v1",
-                Some(("GROQ_API_KEY", "groq")),
-            )?,
-            "together" => endpoint_settings(
-                "together",
-                WireProtocol::OpenaiChat,
-                &self.together,
-                "https://api.together.xyz/v1",
-                Some(("TOGETHER_API_KEY", "together")),
-            )?,
+        let (name, protocol) = match provider.as_str() {
+            "anthropic" => ("anthropic", WireProtocol::Anthropic),
+            "openai" => ("openai", openai_protocol),
+            "openai-chat" => ("openai", WireProtocol::OpenaiChat),
+            "openai-responses" => ("openai", WireProtocol::OpenaiResponses),
+            "gemini" | "google" => ("gemini", WireProtocol::Gemini),
+            "openai-compatible" | "compatible" | "vllm" => ("openai-compatible", WireProtocol::OpenaiChat),
+            "ollama" => ("ollama", WireProtocol::OpenaiChat),
+            "groq" => ("groq", WireProtocol::OpenaiChat),
+            "together" => ("together", WireProtocol::OpenaiChat),
             _ => {
                 return Err(ResolveError::UnknownProvider {
                     provider,
@@ -248,6 +221,7 @@ impl ProvidersConfig {
                 });
             }
         };
+        let settings = self.settings(name, protocol)?;
         Ok(Resolved { settings, model })
     }
 }
@@ -268,25 +242,6 @@ fn family(name: &str) -> Option<&'static str> {
     } else {
         None
     }
-}
-
-fn endpoint_settings(
-    name: &'static str,
-    protocol: WireProtocol,
-    endpoint: &ProviderEndpoint,
-    default_base_url: &str,
-    key: Option<(&'static str, &'static str)>,
-) -> Result<ProviderSettings, ResolveError> {
-    let base_url = endpoint.base_url.clone().unwrap_or_else(|| default_base_url.to_owned());
-    let mut settings = ProviderSettings::new(name, protocol, base_url);
-    settings.api_key = endpoint.api_key.clone().map(ApiKey::new);
-    if settings.api_key.is_none()
-        && let Some((env, config)) = key
-    {
-        return Err(ResolveError::MissingKey { provider: name, env, config });
-    }
-    settings.retry = RetryPolicy::default();
-    Ok(settings)
 }
 
 fn resolve_custom(custom: &CustomModel) -> Result<Resolved, ResolveError> {
