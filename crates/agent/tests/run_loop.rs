@@ -190,6 +190,15 @@ fn agent(model: Arc<ScriptedModel>, tools: Arc<TestTools>) -> Agent {
     agent
 }
 
+/// Asks `control` to cancel `after_ms` from now.
+fn cancel_after(control: &RunControl, after_ms: u64, mode: CancelMode) {
+    let control = control.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(after_ms)).await;
+        control.cancel(mode);
+    });
+}
+
 fn assert_well_formed(events: &[EventEnvelope], run_id: RunId) {
     for (index, event) in events.iter().enumerate() {
         assert_eq!(
@@ -316,11 +325,7 @@ async fn immediate_cancel_aborts_the_model_call() {
     let model = ScriptedModel::new(vec![Step::Hang]);
     let agent = agent(model, Arc::new(TestTools::default()));
     let control = RunControl::new();
-    let canceller = control.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        canceller.cancel(CancelMode::Immediate);
-    });
+    cancel_after(&control, 50, CancelMode::Immediate);
     let mut sink = CollectingSink::default();
     let started = std::time::Instant::now();
     run(&agent, RunState::new(RunId::new(), "x"), &control, &mut sink).await.unwrap();
@@ -334,11 +339,7 @@ async fn immediate_cancel_stops_running_tools() {
     let tools = Arc::new(TestTools::default());
     let agent = agent(model, tools.clone());
     let control = RunControl::new();
-    let canceller = control.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        canceller.cancel(CancelMode::Immediate);
-    });
+    cancel_after(&control, 100, CancelMode::Immediate);
     let mut sink = CollectingSink::default();
     run(&agent, RunState::new(RunId::new(), "x"), &control, &mut sink).await.unwrap();
     assert!(matches!(terminal(&sink), AgentEvent::Cancelled { mode: CancelMode::Immediate, .. }));
@@ -355,11 +356,7 @@ async fn after_step_cancel_lets_the_step_finish() {
     let tools = Arc::new(TestTools::default());
     let agent = agent(model.clone(), tools.clone());
     let control = RunControl::new();
-    let canceller = control.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        canceller.cancel(CancelMode::AfterStep);
-    });
+    cancel_after(&control, 50, CancelMode::AfterStep);
     let mut sink = CollectingSink::default();
     run(&agent, RunState::new(RunId::new(), "x"), &control, &mut sink).await.unwrap();
     assert_eq!(tools.dropped.load(Ordering::SeqCst), 0, "the tool call finished");
@@ -421,11 +418,7 @@ async fn cancel_while_paused_ends_the_run() {
     let agent = agent(model.clone(), Arc::new(TestTools::default()));
     let control = RunControl::new();
     control.pause();
-    let canceller = control.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        canceller.cancel(CancelMode::AfterStep);
-    });
+    cancel_after(&control, 50, CancelMode::AfterStep);
     let mut sink = CollectingSink::default();
     run(&agent, RunState::new(RunId::new(), "x"), &control, &mut sink).await.unwrap();
     assert_eq!(sink.kinds(), ["run.started", "run.paused", "cancelled"]);
