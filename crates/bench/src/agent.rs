@@ -152,7 +152,7 @@ async fn ours(url: &str, runs: usize, concurrent: bool) -> anyhow::Result<Measur
             }
         }
     });
-    let cpu_before = process_cpu();
+    let cpu_before = crate::cpu::process_cpu();
     let started = Instant::now();
     if concurrent {
         let mut tasks = Vec::with_capacity(runs);
@@ -169,7 +169,7 @@ async fn ours(url: &str, runs: usize, concurrent: bool) -> anyhow::Result<Measur
         }
     }
     let wall = started.elapsed();
-    let cpu = process_cpu().saturating_sub(cpu_before);
+    let cpu = crate::cpu::process_cpu().saturating_sub(cpu_before);
     sampler.abort();
     let rss_peak = peak.load(Ordering::Relaxed).max(rss_bytes());
     Ok(Measured { wall, cpu, steps: steps.load(Ordering::SeqCst), runs: runs as u64, rss_baseline: baseline, rss_peak })
@@ -284,16 +284,4 @@ fn rss_bytes() -> u64 {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|kib| kib.parse::<u64>().ok())
         .map_or(0, |kib| kib * 1024)
-}
-
-/// User + system CPU time of this whole process, exited threads included (`/proc/self/stat`
-/// fields 14 and 15, in clock ticks of 10 ms).
-fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // The command name (field 2) may hold spaces; the fields after it start past the last `)`.
-    let fields: Vec<&str> =
-        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let ticks = |index: usize| fields.get(index).and_then(|field| field.parse::<u64>().ok()).unwrap_or(0);
-    // After `)`: field 3 is at index 0, so utime (14) and stime (15) are at 11 and 12.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }

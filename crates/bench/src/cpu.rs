@@ -1,6 +1,7 @@
-//! CPU time this process spent, split by thread name, read from `/proc/self/task` (Linux only;
+//! CPU time this process spent: split by thread name, read from `/proc/self/task` (Linux only;
 //! elsewhere every sample is empty). It tells whether the server or the load generator used the
-//! cores during a run.
+//! cores during a run — and in all, exited threads included, from `/proc/self/stat`
+//! ([`process_cpu`]).
 
 use std::time::Duration;
 
@@ -43,6 +44,18 @@ impl CpuSample {
     pub fn since(self, earlier: Self) -> Self {
         Self { load: self.load.saturating_sub(earlier.load), server: self.server.saturating_sub(earlier.server) }
     }
+}
+
+/// User + system CPU time of this whole process, exited threads included (`/proc/self/stat`
+/// fields 14 and 15, in clock ticks of 10 ms).
+pub fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name (field 2) may hold spaces; the fields after it start past the last `)`.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |index: usize| fields.get(index).and_then(|field| field.parse::<u64>().ok()).unwrap_or(0);
+    // After `)`: field 3 is at index 0, so utime (14) and stime (15) are at 11 and 12.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 /// `/proc/<pid>/task/<tid>/schedstat`: nanoseconds on CPU, nanoseconds waiting, timeslices.
